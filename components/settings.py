@@ -1,0 +1,460 @@
+"""Typed, validated stack settings.
+
+Pure: no Pulumi imports. `load_settings` takes the raw configuration (what `pulumi config` holds,
+as strings or already-parsed values) and returns `Settings`, or raises `SettingsError` listing
+every bad input at once, each naming the setting, the value and the fix. Nothing is created
+before this passes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from components import releases
+
+PROJECT = "etcd-cluster"
+
+KeyAlgorithm = Literal["ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072", "rsa-4096"]
+KEY_ALGORITHMS: tuple[KeyAlgorithm, ...] = (
+    "ecdsa-p256",
+    "ecdsa-p384",
+    "rsa-2048",
+    "rsa-3072",
+    "rsa-4096",
+)
+AUTO_COMPACTION_MODES = ("periodic", "revision")
+
+# etcd's documented ceiling for --quota-backend-bytes: above it the backend is not supported.
+MAX_QUOTA_BACKEND_BYTES = 8 * 1024**3
+# DigitalOcean block volumes: 1 GiB to 16 TiB.
+MIN_VOLUME_GIB, MAX_VOLUME_GIB = 1, 16 * 1024
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_DO_TAG = re.compile(r"^[A-Za-z0-9:_\-]{1,255}$")
+_HEX32 = re.compile(r"^[0-9a-f]{32}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_DURATION = re.compile(r"^[0-9]+(ms|s|m|h)$")
+
+
+class SettingsError(ValueError):
+    """Every bad setting at once, one line each: setting, value, what to do."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(f"invalid stack configuration ({len(problems)} problem(s)):\n{lines}")
+
+
+@dataclass(frozen=True)
+class EtcdTuning:
+    heartbeat_interval_ms: int = 100
+    election_timeout_ms: int = 1000
+    quota_backend_bytes: int = 2 * 1024**3
+    auto_compaction_mode: str = "periodic"
+    auto_compaction_retention: str = "8h"
+    snapshot_count: int = 10000
+
+
+@dataclass(frozen=True)
+class Settings:
+    cluster_name: str
+    stack: str
+    member_count: int
+    region: str
+    droplet_size: str
+    droplet_image: str
+    vpc_id: str | None
+    vpc_ip_range: str | None
+    etcd_version: str
+    etcd_download_url: str
+    etcd_sha256: str
+    dns_zone: str
+    cloudflare_zone_id: str
+    dns_subdomain: str
+    dns_ttl: int
+    dns_srv_records: bool
+    client_source_tags: tuple[str, ...]
+    client_source_cidrs: tuple[str, ...]
+    monitoring_source_tags: tuple[str, ...]
+    monitoring_source_cidrs: tuple[str, ...]
+    admin_ssh_keys: tuple[str, ...]
+    admin_cidrs: tuple[str, ...]
+    data_volume_size_gib: int
+    tuning: EtcdTuning
+    key_algorithm: KeyAlgorithm
+    ca_validity_hours: int
+    cert_validity_hours: int
+    cert_early_renewal_hours: int
+    protect_members: bool
+    extra_tags: tuple[str, ...] = field(default=())
+
+    @property
+    def etcd_line(self) -> str:
+        """The minor version line ("3.6") that decides which flags etcd accepts."""
+        return releases.version_line(self.etcd_version)
+
+    @property
+    def cluster_tag(self) -> str:
+        return f"etcd-{self.cluster_name}-{self.stack}"
+
+    @property
+    def cluster_token(self) -> str:
+        # Unique per project, stack and cluster: members of two clusters can never join each other.
+        return f"{PROJECT}-{self.stack}-{self.cluster_name}"
+
+    @property
+    def dns_domain(self) -> str:
+        """Where member names live: `<subdomain>.<zone>`."""
+        return f"{self.dns_subdomain}.{self.dns_zone}"
+
+
+# --- the schema: one entry per setting, with its default and description -------------------
+
+@dataclass(frozen=True)
+class SettingSpec:
+    key: str
+    description: str
+    default: Any
+    kind: Literal["str", "int", "bool", "list"]
+
+
+SPECS: tuple[SettingSpec, ...] = (
+    SettingSpec("clusterName", "Cluster name; a DNS label used in member FQDNs, tags and the cluster token. Defaults to the stack name.", None, "str"),
+    SettingSpec("memberCount", "Number of etcd members: 1, 3, 5 or 7 (odd, for quorum).", 3, "int"),
+    SettingSpec("region", "DigitalOcean region slug for droplets, volumes and the VPC.", "nyc3", "str"),
+    SettingSpec("dropletSize", "DigitalOcean droplet size slug (etcd wants dedicated CPU and fast disk in production).", "s-2vcpu-4gb", "str"),
+    SettingSpec("dropletImage", "DigitalOcean image slug; the user-data targets Debian 12 and Ubuntu 22.04/24.04.", "debian-12-x64", "str"),
+    SettingSpec("vpcId", "Existing VPC UUID to place members in (the Kubernetes control plane must reach it); empty creates a VPC.", None, "str"),
+    SettingSpec("vpcIpRange", "CIDR for the VPC this program creates; empty lets DigitalOcean choose.", None, "str"),
+    SettingSpec("etcdVersion", "etcd release to install (3.4.x, 3.5.x, 3.6.x or 3.7.x); flags are generated for its line.", releases.DEFAULT_VERSION, "str"),
+    SettingSpec("etcdDownloadUrl", "URL of the etcd release tarball; `{version}` is replaced. Set it for mirrors and air-gapped sites.", releases.DEFAULT_DOWNLOAD_URL, "str"),
+    SettingSpec("etcdSha256", "SHA-256 of the tarball; required for a version or URL whose checksum is not built in.", None, "str"),
+    SettingSpec("dnsZone", "Cloudflare zone (domain) the member records live in, e.g. example.com. Required.", None, "str"),
+    SettingSpec("cloudflareZoneId", "Cloudflare zone ID of dnsZone (32 hex characters). Required.", None, "str"),
+    SettingSpec("dnsSubdomain", "Subdomain under dnsZone for member names (etcd-N.<subdomain>.<zone>); defaults to clusterName.", None, "str"),
+    SettingSpec("dnsTtl", "TTL in seconds of member A records (60-86400); short so a replaced member is found quickly.", 60, "int"),
+    SettingSpec("dnsSrvRecords", "Also publish _etcd-server-ssl/_etcd-client-ssl SRV records for DNS discovery.", False, "bool"),
+    SettingSpec("clientSourceTags", "Droplet tags allowed to reach the client port 2379 (kube-apiserver nodes).", ["k8s-control-plane"], "list"),
+    SettingSpec("clientSourceCidrs", "CIDRs allowed to reach the client port 2379.", [], "list"),
+    SettingSpec("monitoringSourceTags", "Droplet tags allowed to scrape metrics on port 2381.", [], "list"),
+    SettingSpec("monitoringSourceCidrs", "CIDRs allowed to scrape metrics on port 2381.", [], "list"),
+    SettingSpec("adminSshKeys", "DigitalOcean SSH key IDs or fingerprints installed for root.", [], "list"),
+    SettingSpec("adminCidrs", "CIDRs allowed to reach SSH (22); empty closes SSH in the firewall.", [], "list"),
+    SettingSpec("dataVolumeSizeGib", "Size of each member's data block volume in GiB.", 20, "int"),
+    SettingSpec("heartbeatIntervalMs", "etcd --heartbeat-interval in ms (upstream default 100; about the round trip between members).", 100, "int"),
+    SettingSpec("electionTimeoutMs", "etcd --election-timeout in ms (upstream default 1000; at least 5x the heartbeat).", 1000, "int"),
+    SettingSpec("quotaBackendBytes", "etcd --quota-backend-bytes (default 2 GiB; at most 8 GiB).", 2 * 1024**3, "int"),
+    SettingSpec("autoCompactionMode", "etcd --auto-compaction-mode: periodic or revision.", "periodic", "str"),
+    SettingSpec("autoCompactionRetention", "etcd --auto-compaction-retention: a duration (8h) for periodic, a count for revision.", "8h", "str"),
+    SettingSpec("snapshotCount", "etcd --snapshot-count: applied entries between snapshots (upstream 3.6 default 10000).", 10000, "int"),
+    SettingSpec("keyAlgorithm", "Key algorithm for every key: ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072 or rsa-4096.", "ecdsa-p256", "str"),
+    SettingSpec("caValidityHours", "Validity of the two CAs in hours (default 10 years).", 87600, "int"),
+    SettingSpec("certValidityHours", "Validity of member and client certificates in hours (default 1 year).", 8760, "int"),
+    SettingSpec("certEarlyRenewalHours", "Renew (re-issue) certificates this many hours before expiry (default 30 days).", 720, "int"),
+    SettingSpec("protectMembers", "Mark droplets and volumes `protect` so no update can delete or replace them.", True, "bool"),
+    SettingSpec("extraTags", "Extra DigitalOcean tags added to every droplet.", [], "list"),
+)
+SPEC_BY_KEY = {spec.key: spec for spec in SPECS}
+
+
+# --- parsing ------------------------------------------------------------------------------
+
+def _setting(key: str) -> str:
+    return f"{PROJECT}:{key}"
+
+
+class _Collector:
+    """Reads raw values into typed ones, recording every problem instead of stopping at one."""
+
+    def __init__(self, raw: Mapping[str, Any]) -> None:
+        unknown = sorted(set(raw) - set(SPEC_BY_KEY))
+        self.raw = raw
+        self.problems: list[str] = [
+            f"{_setting(key)} is not a setting of this program; known settings: "
+            f"{', '.join(sorted(SPEC_BY_KEY))}. Remove it or fix its spelling."
+            for key in unknown
+        ]
+
+    def problem(self, key: str, value: Any, message: str) -> None:
+        self.problems.append(f"{_setting(key)} = {value!r}: {message}")
+
+    def value(self, key: str) -> Any:
+        spec = SPEC_BY_KEY[key]
+        value = self.raw.get(key)
+        if value is None or value == "":
+            return spec.default
+        parse: Callable[[str, Any], Any] = {
+            "str": self._str,
+            "int": self._int,
+            "bool": self._bool,
+            "list": self._list,
+        }[spec.kind]
+        return parse(key, value)
+
+    def _str(self, key: str, value: Any) -> Any:
+        if not isinstance(value, str):
+            self.problem(key, value, "must be a string.")
+            return SPEC_BY_KEY[key].default
+        return value.strip()
+
+    def _int(self, key: str, value: Any) -> Any:
+        if isinstance(value, bool):
+            self.problem(key, value, "must be a whole number.")
+            return SPEC_BY_KEY[key].default
+        if isinstance(value, int):
+            return value
+        try:
+            return int(str(value).strip())
+        except ValueError:
+            self.problem(key, value, "must be a whole number, e.g. `pulumi config set "
+                         f"{key} {SPEC_BY_KEY[key].default}`.")
+            return SPEC_BY_KEY[key].default
+
+    def _bool(self, key: str, value: Any) -> Any:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("true", "false"):
+            return text == "true"
+        self.problem(key, value, "must be true or false.")
+        return SPEC_BY_KEY[key].default
+
+    def _list(self, key: str, value: Any) -> Any:
+        # `pulumi config set --path 'key[0]' x` stores a list; a plain string may hold JSON.
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                self.problem(key, value, f"must be a list, e.g. `pulumi config set --path '{key}[0]' VALUE`.")
+                return []
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            self.problem(key, value, "must be a list of strings.")
+            return []
+        return [item.strip() for item in value]
+
+
+def _check_dns_label(c: _Collector, key: str, value: str, what: str) -> None:
+    if not _DNS_LABEL.match(value):
+        c.problem(key, value, f"{what} must be a DNS label: 1-63 lowercase letters, digits and "
+                  "hyphens, starting and ending with a letter or digit (e.g. `prod-etcd`).")
+
+
+def _check_cidrs(c: _Collector, key: str, values: list[str]) -> list[str]:
+    good: list[str] = []
+    for value in values:
+        try:
+            good.append(str(ipaddress.ip_network(value, strict=True)))
+        except ValueError as error:
+            c.problem(key, value, f"is not a valid CIDR ({error}); write a network address with "
+                      "a prefix length, e.g. 10.10.0.0/16 or 203.0.113.7/32.")
+            continue
+        if ipaddress.ip_network(value).prefixlen == 0 and key.startswith("client"):
+            c.problem(key, value, "opens the etcd client port to the whole internet; list the "
+                      "Kubernetes control-plane networks instead.")
+    return good
+
+
+def _check_tags(c: _Collector, key: str, values: list[str]) -> None:
+    for value in values:
+        if not _DO_TAG.match(value):
+            c.problem(key, value, "is not a valid DigitalOcean tag: use letters, digits, "
+                      "':', '-' and '_' (1-255 characters).")
+
+
+def _check_range(c: _Collector, key: str, value: int, low: int, high: int, why: str) -> None:
+    if not low <= value <= high:
+        c.problem(key, value, f"must be between {low} and {high}; {why}")
+
+
+def load_settings(raw: Mapping[str, Any], stack: str) -> Settings:
+    """Parse and validate the raw stack configuration. Raises SettingsError listing all problems."""
+    c = _Collector(raw)
+
+    cluster_name = c.value("clusterName") or stack
+    _check_dns_label(c, "clusterName", cluster_name, "the cluster name")
+    if not _DNS_LABEL.match(stack):
+        c.problems.append(f"stack name {stack!r}: the stack name is part of DNS names and tags and "
+                          "must be a DNS label (lowercase letters, digits, hyphens); "
+                          "rename it with `pulumi stack rename`.")
+
+    member_count = c.value("memberCount")
+    if member_count not in (1, 3, 5, 7):
+        c.problem("memberCount", member_count,
+                  "etcd needs a majority (quorum) of members to accept writes; an even count "
+                  "adds no fault tolerance over the odd count below it (4 members, like 3, "
+                  "survive only 1 failure) and more than 7 slows every write. Use 3 (tolerates 1 "
+                  "failure), 5 (tolerates 2) or 7 (tolerates 3); 1 only for throwaway tests.")
+
+    etcd_version = c.value("etcdVersion")
+    etcd_line = None
+    try:
+        etcd_line = releases.version_line(etcd_version)
+    except releases.VersionError as error:
+        c.problem("etcdVersion", etcd_version, str(error))
+
+    download_url = c.value("etcdDownloadUrl")
+    if not download_url.startswith(("https://", "http://")):
+        c.problem("etcdDownloadUrl", download_url,
+                  "must be an http(s) URL of the release tarball, e.g. "
+                  f"{releases.DEFAULT_DOWNLOAD_URL}.")
+    etcd_sha256 = (c.value("etcdSha256") or "").lower()
+    if etcd_sha256 and not _SHA256.match(etcd_sha256):
+        c.problem("etcdSha256", etcd_sha256, "must be 64 hexadecimal characters (the output of "
+                  "`sha256sum etcd-vX.Y.Z-linux-amd64.tar.gz`).")
+    if not etcd_sha256 and etcd_line is not None:
+        known = releases.known_sha256(etcd_version)
+        if known is None:
+            c.problem("etcdVersion", etcd_version,
+                      "has no built-in checksum; set etcdSha256 to the SHA-256 of "
+                      f"etcd-v{etcd_version}-linux-amd64.tar.gz (built in: "
+                      f"{', '.join(releases.KNOWN_VERSIONS)}).")
+        elif download_url != releases.DEFAULT_DOWNLOAD_URL and "{version}" not in download_url:
+            # A fixed URL may point at any file: the built-in checksum would be a guess.
+            c.problem("etcdSha256", None, "is required when etcdDownloadUrl names a fixed file "
+                      "(no `{version}` in it); set it to the file's SHA-256.")
+        else:
+            etcd_sha256 = known
+
+    dns_zone = (c.value("dnsZone") or "").lower().rstrip(".")
+    if not dns_zone:
+        c.problem("dnsZone", None, "is required: the Cloudflare zone for member records, e.g. "
+                  "`pulumi config set dnsZone example.com`.")
+    else:
+        labels = dns_zone.split(".")
+        if len(labels) < 2 or not all(_DNS_LABEL.match(label) for label in labels):
+            c.problem("dnsZone", dns_zone, "must be a domain name of DNS labels, e.g. example.com.")
+    zone_id = (c.value("cloudflareZoneId") or "").lower()
+    if not zone_id:
+        c.problem("cloudflareZoneId", None, "is required: the 32-character zone ID from the "
+                  "Cloudflare dashboard (zone Overview page, API section).")
+    elif not _HEX32.match(zone_id):
+        c.problem("cloudflareZoneId", zone_id, "must be 32 hexadecimal characters (zone Overview "
+                  "page of the Cloudflare dashboard).")
+    dns_subdomain = c.value("dnsSubdomain") or cluster_name
+    for label in dns_subdomain.split("."):
+        _check_dns_label(c, "dnsSubdomain", label, "each part of the subdomain")
+    dns_ttl = c.value("dnsTtl")
+    if dns_ttl != 1:  # Cloudflare's 1 means "automatic"
+        _check_range(c, "dnsTtl", dns_ttl, 60, 86400,
+                     "Cloudflare accepts 60-86400 seconds (or 1 for automatic).")
+
+    region = c.value("region")
+    _check_dns_label(c, "region", region, "the region slug (e.g. nyc3, fra1)")
+
+    client_source_tags = c.value("clientSourceTags")
+    client_source_cidrs = _check_cidrs(c, "clientSourceCidrs", c.value("clientSourceCidrs"))
+    monitoring_source_tags = c.value("monitoringSourceTags")
+    monitoring_source_cidrs = _check_cidrs(c, "monitoringSourceCidrs", c.value("monitoringSourceCidrs"))
+    admin_cidrs = _check_cidrs(c, "adminCidrs", c.value("adminCidrs"))
+    extra_tags = c.value("extraTags")
+    for key, tags in (("clientSourceTags", client_source_tags),
+                      ("monitoringSourceTags", monitoring_source_tags), ("extraTags", extra_tags)):
+        _check_tags(c, key, tags)
+    vpc_ip_range = c.value("vpcIpRange")
+    if vpc_ip_range:
+        ranges = _check_cidrs(c, "vpcIpRange", [vpc_ip_range])
+        if ranges and not ipaddress.ip_network(ranges[0]).is_private:
+            c.problem("vpcIpRange", vpc_ip_range, "must be a private range (10.0.0.0/8, "
+                      "172.16.0.0/12 or 192.168.0.0/16).")
+
+    data_volume_size_gib = c.value("dataVolumeSizeGib")
+    _check_range(c, "dataVolumeSizeGib", data_volume_size_gib, MIN_VOLUME_GIB, MAX_VOLUME_GIB,
+                 "DigitalOcean volumes are 1 GiB to 16 TiB.")
+
+    heartbeat = c.value("heartbeatIntervalMs")
+    election = c.value("electionTimeoutMs")
+    _check_range(c, "heartbeatIntervalMs", heartbeat, 10, 5000,
+                 "set it near the round-trip time between members (upstream default 100).")
+    _check_range(c, "electionTimeoutMs", election, 50, 50000,
+                 "etcd refuses election timeouts above 50000 ms.")
+    if election < 5 * heartbeat:
+        c.problem("electionTimeoutMs", election,
+                  f"must be at least 5x heartbeatIntervalMs ({heartbeat} ms, so at least "
+                  f"{5 * heartbeat} ms); a shorter timeout makes followers start elections on "
+                  "ordinary latency. Upstream recommends 10x (heartbeat 100, election 1000).")
+    quota = c.value("quotaBackendBytes")
+    if quota > MAX_QUOTA_BACKEND_BYTES:
+        c.problem("quotaBackendBytes", quota,
+                  f"is above 8 GiB ({MAX_QUOTA_BACKEND_BYTES}), the largest backend etcd "
+                  "supports; use at most 8589934592 and compact/defragment instead.")
+    elif quota < 0:
+        c.problem("quotaBackendBytes", quota, "must be 0 (etcd's default, 2 GiB) or a positive size.")
+    compaction_mode = c.value("autoCompactionMode")
+    if compaction_mode not in AUTO_COMPACTION_MODES:
+        c.problem("autoCompactionMode", compaction_mode, "must be `periodic` or `revision`.")
+    retention = c.value("autoCompactionRetention")
+    if compaction_mode == "periodic" and not (_DURATION.match(retention) or retention.isdigit()):
+        c.problem("autoCompactionRetention", retention,
+                  "for periodic compaction give a duration such as 8h or 30m (a bare number "
+                  "means hours).")
+    if compaction_mode == "revision" and not retention.isdigit():
+        c.problem("autoCompactionRetention", retention,
+                  "for revision compaction give a number of revisions, e.g. 10000.")
+    snapshot_count = c.value("snapshotCount")
+    _check_range(c, "snapshotCount", snapshot_count, 100, 10_000_000,
+                 "upstream default is 10000 (3.6) / 100000 (3.4, 3.5).")
+
+    key_algorithm = c.value("keyAlgorithm")
+    if key_algorithm not in KEY_ALGORITHMS:
+        c.problem("keyAlgorithm", key_algorithm, f"must be one of {', '.join(KEY_ALGORITHMS)} "
+                  "(ecdsa-p256 is the default and what kubeadm uses for etcd).")
+        key_algorithm = "ecdsa-p256"
+
+    ca_validity = c.value("caValidityHours")
+    cert_validity = c.value("certValidityHours")
+    early_renewal = c.value("certEarlyRenewalHours")
+    _check_range(c, "certValidityHours", cert_validity, 24, 10 * 8760,
+                 "member and client certificates live from 1 day to 10 years.")
+    _check_range(c, "caValidityHours", ca_validity, cert_validity, 30 * 8760,
+                 "a CA must outlive the certificates it signs (certValidityHours) and at most 30 years.")
+    _check_range(c, "certEarlyRenewalHours", early_renewal, 0, max(cert_validity - 1, 0),
+                 "renewal must start before the certificate expires.")
+
+    if c.problems:
+        raise SettingsError(c.problems)
+
+    tuning = EtcdTuning(
+        heartbeat_interval_ms=heartbeat,
+        election_timeout_ms=election,
+        quota_backend_bytes=quota,
+        auto_compaction_mode=compaction_mode,
+        auto_compaction_retention=retention,
+        snapshot_count=snapshot_count,
+    )
+    return Settings(
+        cluster_name=cluster_name,
+        stack=stack,
+        member_count=member_count,
+        region=region,
+        droplet_size=c.value("dropletSize"),
+        droplet_image=c.value("dropletImage"),
+        vpc_id=c.value("vpcId"),
+        vpc_ip_range=vpc_ip_range,
+        etcd_version=etcd_version,
+        etcd_download_url=download_url,
+        etcd_sha256=etcd_sha256,
+        dns_zone=dns_zone,
+        cloudflare_zone_id=zone_id,
+        dns_subdomain=dns_subdomain,
+        dns_ttl=dns_ttl,
+        dns_srv_records=c.value("dnsSrvRecords"),
+        client_source_tags=tuple(client_source_tags),
+        client_source_cidrs=tuple(client_source_cidrs),
+        monitoring_source_tags=tuple(monitoring_source_tags),
+        monitoring_source_cidrs=tuple(monitoring_source_cidrs),
+        admin_ssh_keys=tuple(c.value("adminSshKeys")),
+        admin_cidrs=tuple(admin_cidrs),
+        data_volume_size_gib=data_volume_size_gib,
+        tuning=tuning,
+        key_algorithm=key_algorithm,
+        ca_validity_hours=ca_validity,
+        cert_validity_hours=cert_validity,
+        cert_early_renewal_hours=early_renewal,
+        protect_members=c.value("protectMembers"),
+        extra_tags=tuple(extra_tags),
+    )
