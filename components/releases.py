@@ -31,9 +31,35 @@ class PinnedRelease:
 
 # Each checksum is the one upstream publishes in the release's SHA256SUMS, as pinned by the
 # project named in `source` (read there, not computed here: there is no internet on CI).
-PINNED: dict[str, PinnedRelease] = {}
+# Only checksums that independent projects agree on are pinned; for any other release (3.6.15,
+# say, seen pinned by a single project) set `etcdSha256` from upstream's SHA256SUMS.
+PINNED: dict[str, PinnedRelease] = {
+    release.version: release
+    for release in (
+        PinnedRelease(
+            "3.7.1", "e8cd3fa8064c98137c5dbd78b76f969417ace84efb83c481041d7a52ffdd8fb9",
+            "six independent install scripts and Dockerfiles pinning the v3.7.1 tarball"),
+        PinnedRelease(
+            "3.6.14", "ffe840ff9295808e88cce2794a18a5ac87f12a5203c8314d0bf6aa119b41bac5",
+            "eight or more independent projects' install scripts (integration tests, k0s image "
+            "builds, installers) pinning the v3.6.14 tarball"),
+        PinnedRelease(
+            "3.6.13", "b4928654aed84d90952620c7144555e4186d795e1e7414e65fe0cf6265fd0465",
+            "chromebrew/chromebrew packages/etcd.rb @ 3e71802149d7; cybozu-go/sabakan Makefile"),
+        PinnedRelease(
+            "3.5.33", "5025b5b24d81a9616b6e284ccd439b9a3df055ef8fdcdc142af3ec8f6a3b3c95",
+            "two independent setup scripts and a postgres-ha project's docs and tests"),
+        PinnedRelease(
+            "3.5.21", "adddda4b06718e68671ffabff2f8cee48488ba61ad82900e639d108f2148501c",
+            "kubernetes-sigs/kubespray roles/kubespray_defaults/vars/main/checksums.yml "
+            "@ 005bdce7f186; chromebrew etcd.rb; a Bazel http_archive list"),
+        PinnedRelease(
+            "3.4.13", "2ac029e47bab752dacdb7b30032f230f49e2f457cbc32e8f555c2210bb5ff107",
+            "kubernetes/kubernetes build/workspace.bzl @ 00a07cfd86ad (_ETCD_TARBALL_ARCH_SHA256)"),
+    )
+}
 
-DEFAULT_VERSION = "3.6.5"
+DEFAULT_VERSION = "3.6.14"
 KNOWN_VERSIONS: tuple[str, ...] = tuple(PINNED)
 
 

@@ -313,7 +313,7 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> Settings:
                       "has no built-in checksum; set etcdSha256 to the SHA-256 of "
                       f"etcd-v{etcd_version}-linux-amd64.tar.gz (built in: "
                       f"{', '.join(releases.KNOWN_VERSIONS)}).")
-        elif download_url != releases.DEFAULT_DOWNLOAD_URL and "{version}" not in download_url:
+        elif "{version}" not in download_url and download_url.startswith(("https://", "http://")):
             # A fixed URL may point at any file: the built-in checksum would be a guess.
             c.problem("etcdSha256", None, "is required when etcdDownloadUrl names a fixed file "
                       "(no `{version}` in it); set it to the file's SHA-256.")
@@ -336,8 +336,18 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> Settings:
         c.problem("cloudflareZoneId", zone_id, "must be 32 hexadecimal characters (zone Overview "
                   "page of the Cloudflare dashboard).")
     dns_subdomain = c.value("dnsSubdomain") or cluster_name
-    for label in dns_subdomain.split("."):
-        _check_dns_label(c, "dnsSubdomain", label, "each part of the subdomain")
+    if c.value("dnsSubdomain"):  # the default is the cluster name, checked above
+        for label in dns_subdomain.split("."):
+            _check_dns_label(c, "dnsSubdomain", label, "each part of the subdomain")
+    longest_fqdn = f"etcd-7.{dns_subdomain}.{dns_zone}"
+    if len(longest_fqdn) > 253:
+        c.problem("dnsSubdomain", dns_subdomain, f"makes member names such as {longest_fqdn[:40]}... "
+                  "longer than the 253 characters DNS allows; use a shorter subdomain or zone.")
+    # Volume names (`etcd-<cluster>-<stack>-<n>`) are limited to 64 characters by DigitalOcean.
+    if _DNS_LABEL.match(cluster_name) and len(f"etcd-{cluster_name}-{stack}-7") > 64:
+        c.problem("clusterName", cluster_name, f"with stack {stack!r} makes DigitalOcean volume "
+                  "names longer than 64 characters; use a cluster name of at most "
+                  f"{64 - len(f'etcd--{stack}-7')} characters.")
     dns_ttl = c.value("dnsTtl")
     if dns_ttl != 1:  # Cloudflare's 1 means "automatic"
         _check_range(c, "dnsTtl", dns_ttl, 60, 86400,
