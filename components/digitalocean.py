@@ -61,10 +61,11 @@ class DigitalOceanMembers(pulumi.ComponentResource):
         # The common tag is shared by every etcd stack in the account, so no stack owns it (a
         # stack deleting it would untag the others); DigitalOcean creates it on first use.
         cluster_tag = do.Tag("cluster-tag", name=settings.cluster_tag, opts=child)
-        tags = [COMMON_TAG, cluster_tag.name, *settings.extra_tags]
+        tags: list[pulumi.Input[str]] = [COMMON_TAG, cluster_tag.name, *settings.extra_tags]
 
         self.machines = {}
         for member in topology.members:
+            member_user_data: pulumi.Output[str] = pulumi.Output.secret(user_data[member.name])
             volume = do.Volume(
                 f"{member.name}-data",
                 name=volume_name(settings, member),
@@ -90,7 +91,7 @@ class DigitalOceanMembers(pulumi.ComponentResource):
                 graceful_shutdown=True,
                 ssh_keys=list(settings.admin_ssh_keys),
                 tags=tags,
-                user_data=pulumi.Output.secret(user_data[member.name]),
+                user_data=member_user_data,
                 opts=pulumi.ResourceOptions.merge(kept, pulumi.ResourceOptions(
                     ignore_changes=REBUILD_PROPERTIES)),
             )

@@ -38,12 +38,12 @@ def key_usages(uses: list[str], algorithm: KeyAlgorithm) -> list[str]:
     return list(uses)
 
 
-def private_key_args(algorithm: KeyAlgorithm) -> dict[str, object]:
+def private_key_args(algorithm: KeyAlgorithm) -> tls.PrivateKeyArgs:
     """pulumi-tls PrivateKey arguments; the curve is always explicit (its default is P224)."""
     family, size = algorithm.split("-")
     if family == "ecdsa":
-        return {"algorithm": "ECDSA", "ecdsa_curve": size.upper()}
-    return {"algorithm": "RSA", "rsa_bits": int(size)}
+        return tls.PrivateKeyArgs(algorithm="ECDSA", ecdsa_curve=size.upper())
+    return tls.PrivateKeyArgs(algorithm="RSA", rsa_bits=int(size))
 
 
 @dataclass(frozen=True)
@@ -95,8 +95,8 @@ class EtcdPki(pulumi.ComponentResource):
         return times
 
     def _key(self, name: str) -> tls.PrivateKey:
-        return tls.PrivateKey(f"{name}-key", opts=self._child,
-                              **private_key_args(self._settings.key_algorithm))  # type: ignore[arg-type]
+        return tls.PrivateKey(f"{name}-key", private_key_args(self._settings.key_algorithm),
+                              opts=self._child)
 
     def _ca(self, name: str, common_name: str) -> IssuedCert:
         key = self._key(name)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from components.settings import PROJECT, SPECS, load_settings
+from components.settings import PROJECT, SPECS, SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 TYPES = {"str": "string", "int": "integer", "bool": "boolean", "list": "array"}
@@ -40,3 +40,21 @@ def test_the_dev_stack_is_a_valid_three_member_cluster() -> None:
            if key.startswith(f"{PROJECT}:")}
     settings = load_settings(raw, "dev")
     assert settings.member_count == 3
+
+
+def test_the_readme_error_example_is_what_the_program_prints() -> None:
+    readme = (ROOT / "README.md").read_text()
+    example = readme.split("```\ninvalid stack configuration", 1)[1].split("```", 1)[0]
+    try:
+        load_settings({"dnsZone": "example.com", "cloudflareZoneId": "0" * 32,
+                       "memberCount": 4, "electionTimeoutMs": 400}, "prod")
+    except SettingsError as error:
+        assert "invalid stack configuration" + example == str(error) + "\n"
+    else:
+        raise AssertionError("the README example settings are accepted")
+
+
+def test_the_readme_documents_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for spec in SPECS:
+        assert f"| `{spec.key}` |" in readme, spec.key
