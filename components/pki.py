@@ -33,7 +33,7 @@ CLIENT_NAMES = (APISERVER_CLIENT, OPERATOR_CLIENT, HEALTHCHECK_CLIENT)
 
 def key_usages(uses: list[str], algorithm: KeyAlgorithm) -> list[str]:
     """Key encipherment only makes sense for RSA keys (an ECDSA key cannot encrypt)."""
-    if algorithm.startswith("rsa") and "cert_signing" not in uses:
+    if algorithm.startswith("rsa"):
         return [*uses, "key_encipherment"]
     return list(uses)
 

@@ -39,6 +39,9 @@ _DO_TAG = re.compile(r"^[A-Za-z0-9:_\-]{1,255}$")
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _DURATION = re.compile(r"^[0-9]+(ms|s|m|h)$")
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# DigitalOcean accepts an SSH key by numeric ID or by its MD5 fingerprint.
+_SSH_KEY_REF = re.compile(r"^([0-9]+|[0-9a-f]{2}(:[0-9a-f]{2}){15})$")
 
 
 class SettingsError(ValueError):
@@ -365,6 +368,17 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> Settings:
     for key, tags in (("clientSourceTags", client_source_tags),
                       ("monitoringSourceTags", monitoring_source_tags), ("extraTags", extra_tags)):
         _check_tags(c, key, tags)
+    vpc_id = c.value("vpcId")
+    if vpc_id and not _UUID.match(vpc_id):
+        c.problem("vpcId", vpc_id, "must be a VPC UUID (`doctl vpcs list`), or empty to create a VPC.")
+    admin_ssh_keys = c.value("adminSshKeys")
+    for key in admin_ssh_keys:
+        if not _SSH_KEY_REF.match(key):
+            c.problem("adminSshKeys", key, "must be a DigitalOcean SSH key ID or MD5 fingerprint "
+                      "(`doctl compute ssh-key list`).")
+    for key in ("dropletSize", "dropletImage"):
+        if not c.value(key):
+            c.problem(key, c.raw.get(key), "must not be empty.")
     vpc_ip_range = c.value("vpcIpRange")
     if vpc_ip_range:
         ranges = _check_cidrs(c, "vpcIpRange", [vpc_ip_range])
@@ -443,7 +457,7 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> Settings:
         region=region,
         droplet_size=c.value("dropletSize"),
         droplet_image=c.value("dropletImage"),
-        vpc_id=c.value("vpcId"),
+        vpc_id=vpc_id,
         vpc_ip_range=vpc_ip_range,
         etcd_version=etcd_version,
         etcd_download_url=download_url,
@@ -457,7 +471,7 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> Settings:
         client_source_cidrs=tuple(client_source_cidrs),
         monitoring_source_tags=tuple(monitoring_source_tags),
         monitoring_source_cidrs=tuple(monitoring_source_cidrs),
-        admin_ssh_keys=tuple(c.value("adminSshKeys")),
+        admin_ssh_keys=tuple(admin_ssh_keys),
         admin_cidrs=tuple(admin_cidrs),
         data_volume_size_gib=data_volume_size_gib,
         tuning=tuning,

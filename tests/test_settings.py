@@ -243,3 +243,18 @@ def test_a_list_setting_given_as_a_plain_string_explains_the_list_syntax() -> No
 
 def test_every_setting_has_a_description() -> None:
     assert all(spec.description.endswith(".") for spec in SPECS)
+
+
+def test_a_vpc_id_that_is_not_a_uuid_is_rejected() -> None:
+    assert "VPC UUID" in only_problem(vpcId="my-vpc")
+
+
+def test_an_existing_vpc_is_used_by_its_uuid() -> None:
+    assert load(vpcId="5a4981aa-9653-4bd1-bef5-d6bff52042e4").vpc_id == (
+        "5a4981aa-9653-4bd1-bef5-d6bff52042e4")
+
+
+def test_an_ssh_key_must_be_an_id_or_a_fingerprint() -> None:
+    assert "SSH key ID or MD5 fingerprint" in only_problem(adminSshKeys=["ssh-ed25519 AAAA"])
+    fingerprint = ":".join(["3b"] * 16)
+    assert load(adminSshKeys=["512190", fingerprint]).admin_ssh_keys == ("512190", fingerprint)
