@@ -136,6 +136,9 @@ def cloud_config(spec: MemberUserData) -> dict[str, Any]:
         ]],
         "write_files": write_files,
         "runcmd": [
+            # cloud-init runs runcmd as one plain sh script: stop at the first failure, so etcd
+            # never starts after a failed install or without its data volume.
+            ["set", "-e"],
             ["systemctl", "daemon-reload"],
             ["systemctl", "enable", "--now", "etcd-metadata-guard.service"],
             [f"{unit.SBIN}/etcd-install", spec.release.version, spec.release.url,

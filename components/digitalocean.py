@@ -25,7 +25,7 @@ REBUILD_PROPERTIES = ["user_data", "image", "ssh_keys"]
 
 
 def volume_name(settings: Settings, member: Member) -> str:
-    return f"{settings.cluster_tag}-{member.index}"
+    return f"{settings.resource_prefix}-{member.index}"
 
 
 def volume_device(settings: Settings, member: Member) -> str:
@@ -53,7 +53,7 @@ class DigitalOceanMembers(pulumi.ComponentResource):
         if settings.vpc_id:
             vpc_id: pulumi.Input[str] = settings.vpc_id
         else:
-            vpc = do.Vpc("vpc", name=f"{settings.cluster_tag}-vpc", region=settings.region,
+            vpc = do.Vpc("vpc", name=f"{settings.resource_prefix}-vpc", region=settings.region,
                          ip_range=settings.vpc_ip_range,
                          description=f"etcd cluster {settings.cluster_name} ({settings.stack})",
                          opts=child)
@@ -109,7 +109,7 @@ class DigitalOceanMembers(pulumi.ComponentResource):
 
         do.Firewall(
             "firewall",
-            name=f"{settings.cluster_tag}-firewall",
+            name=f"{settings.resource_prefix}-firewall",
             tags=[cluster_tag.name],
             inbound_rules=[
                 do.FirewallInboundRuleArgs(

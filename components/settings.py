@@ -8,6 +8,7 @@ before this passes.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import re
@@ -101,19 +102,34 @@ class Settings:
         """The minor version line ("3.6") that decides which flags etcd accepts."""
         return releases.version_line(self.etcd_version)
 
+    # Stack and cluster names may both contain '-', so every identifier joins them with a
+    # separator neither can contain, or carries a digest of the pair: `prod-eu` + `main` and
+    # `prod` + `eu-main` must never share a tag (the firewall admits by tag) or a token.
+
     @property
     def cluster_tag(self) -> str:
-        return f"etcd-{self.cluster_name}-{self.stack}"
+        """The tag that makes a droplet a member: the firewall admits peers by it."""
+        return f"etcd:{self.stack}:{self.cluster_name}"
 
     @property
     def cluster_token(self) -> str:
         # Unique per project, stack and cluster: members of two clusters can never join each other.
-        return f"{PROJECT}-{self.stack}-{self.cluster_name}"
+        return f"{PROJECT}.{self.stack}.{self.cluster_name}"
+
+    @property
+    def resource_prefix(self) -> str:
+        """Readable, unique prefix for DigitalOcean names (letters, digits and '-' only)."""
+        return resource_prefix(self.cluster_name, self.stack)
 
     @property
     def dns_domain(self) -> str:
         """Where member names live: `<subdomain>.<zone>`."""
         return f"{self.dns_subdomain}.{self.dns_zone}"
+
+
+def resource_prefix(cluster_name: str, stack: str) -> str:
+    digest = hashlib.sha256(f"{stack}/{cluster_name}".encode()).hexdigest()[:6]
+    return f"etcd-{cluster_name}-{stack}-{digest}"
 
 
 # --- the schema: one entry per setting, with its default and description -------------------
@@ -247,6 +263,14 @@ def _check_dns_label(c: _Collector, key: str, value: str, what: str) -> None:
                   "hyphens, starting and ending with a letter or digit (e.g. `prod-etcd`).")
 
 
+_PORT_OF = {
+    "clientSourceCidrs": "the etcd client port 2379",
+    "monitoringSourceCidrs": "the plain-HTTP metrics port 2381",
+    "adminCidrs": "SSH",
+    "vpcIpRange": "the VPC",
+}
+
+
 def _check_cidrs(c: _Collector, key: str, values: list[str]) -> list[str]:
     good: list[str] = []
     for value in values:
@@ -256,9 +280,9 @@ def _check_cidrs(c: _Collector, key: str, values: list[str]) -> list[str]:
             c.problem(key, value, f"is not a valid CIDR ({error}); write a network address with "
                       "a prefix length, e.g. 10.10.0.0/16 or 203.0.113.7/32.")
             continue
-        if ipaddress.ip_network(value).prefixlen == 0 and key.startswith("client"):
-            c.problem(key, value, "opens the etcd client port to the whole internet; list the "
-                      "Kubernetes control-plane networks instead.")
+        if ipaddress.ip_network(value).prefixlen == 0:
+            c.problem(key, value, f"opens {_PORT_OF[key]} to the whole internet; list the "
+                      "networks that need it instead.")
     return good
 
 
@@ -346,11 +370,12 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> Settings:
     if len(longest_fqdn) > 253:
         c.problem("dnsSubdomain", dns_subdomain, f"makes member names such as {longest_fqdn[:40]}... "
                   "longer than the 253 characters DNS allows; use a shorter subdomain or zone.")
-    # Volume names (`etcd-<cluster>-<stack>-<n>`) are limited to 64 characters by DigitalOcean.
-    if _DNS_LABEL.match(cluster_name) and len(f"etcd-{cluster_name}-{stack}-7") > 64:
+    # Volume names (`<resource prefix>-<n>`) are limited to 64 characters by DigitalOcean.
+    longest_volume = f"{resource_prefix(cluster_name, stack)}-7"
+    if _DNS_LABEL.match(cluster_name) and len(longest_volume) > 64:
         c.problem("clusterName", cluster_name, f"with stack {stack!r} makes DigitalOcean volume "
                   "names longer than 64 characters; use a cluster name of at most "
-                  f"{64 - len(f'etcd--{stack}-7')} characters.")
+                  f"{64 - len(longest_volume) + len(cluster_name)} characters.")
     dns_ttl = c.value("dnsTtl")
     if dns_ttl != 1:  # Cloudflare's 1 means "automatic"
         _check_range(c, "dnsTtl", dns_ttl, 60, 86400,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -12,8 +13,9 @@ ROOT = Path(__file__).resolve().parent.parent
 TYPES = {"str": "string", "int": "integer", "bool": "boolean", "list": "array"}
 
 
-def project_file() -> dict:  # type: ignore[type-arg]
-    return yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+def project_file() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    return document
 
 
 def test_the_project_uses_the_python_runtime_with_a_virtualenv() -> None:

@@ -90,8 +90,10 @@ def test_a_cidr_with_host_bits_set_is_rejected() -> None:
     assert "valid CIDR" in only_problem(adminCidrs=["10.0.0.1/8"])
 
 
-def test_the_client_port_cannot_be_opened_to_the_internet() -> None:
-    assert "whole internet" in only_problem(clientSourceCidrs=["0.0.0.0/0"])
+@pytest.mark.parametrize("key", ["clientSourceCidrs", "monitoringSourceCidrs", "adminCidrs"])
+@pytest.mark.parametrize("world", ["0.0.0.0/0", "::/0"])
+def test_no_port_can_be_opened_to_the_whole_internet(key: str, world: str) -> None:
+    assert "to the whole internet" in only_problem(**{key: [world]})
 
 
 def test_vpc_range_must_be_private() -> None:
@@ -177,7 +179,8 @@ def test_a_cluster_name_that_is_not_a_dns_label_is_rejected(name: str) -> None:
 
 def test_a_cluster_name_too_long_for_volume_names_is_rejected_with_the_longest_allowed() -> None:
     message = only_problem(clusterName="a" * 60)
-    assert "longer than 64 characters" in message and "at most 53 characters" in message
+    assert "longer than 64 characters" in message and "at most 46 characters" in message
+    assert load(clusterName="a" * 46).cluster_name == "a" * 46
 
 
 def test_a_subdomain_part_that_is_not_a_dns_label_is_rejected() -> None:

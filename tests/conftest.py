@@ -1,0 +1,56 @@
+"""Shared fixtures. `program` runs the Pulumi program under mocks (see tests/program.py)."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytest
+
+# The project's packages (components, cloudinit) and the test helpers (program, tls_mock) import
+# by their plain names, as tests/ modules do (`import realcheck`).
+ROOT = Path(__file__).resolve().parent.parent
+for directory in (ROOT, ROOT / "tests"):
+    if str(directory) not in sys.path:
+        sys.path.insert(0, str(directory))
+
+from program import DEFAULT_STACK, ProgramRun, run_program  # noqa: E402
+
+# The provider SDKs warn about their own deprecated modules when imported; import them once here,
+# quietly, so those warnings do not bury the ones about this project.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import pulumi_cloudflare  # noqa: F401
+    import pulumi_digitalocean  # noqa: F401
+
+
+class RunProgram(Protocol):
+    def __call__(self, config: Mapping[str, Any] | None = None, stack: str = DEFAULT_STACK, *,
+                 base: bool = True) -> ProgramRun: ...
+
+
+def _key(config: Mapping[str, Any] | None, stack: str, base: bool) -> str:
+    return repr((sorted((config or {}).items(), key=lambda item: item[0]), stack, base))
+
+
+@pytest.fixture(scope="session")
+def program() -> Callable[..., ProgramRun]:
+    """Run the program with `config` (etcd-cluster:* keys, bare or namespaced, on top of a valid
+    base configuration) as `stack`; returns the recorded run, or raises `ProgramError`.
+
+    Successful runs are remembered for the session: the same configuration is evaluated once
+    however many tests look at it (tests only read a run, never change it).
+    """
+    runs: dict[str, ProgramRun] = {}
+
+    def run(config: Mapping[str, Any] | None = None, stack: str = DEFAULT_STACK, *,
+            base: bool = True) -> ProgramRun:
+        key = _key(config, stack, base)
+        if key not in runs:
+            runs[key] = run_program(config, stack, base=base)
+        return runs[key]
+
+    return run

@@ -1,0 +1,339 @@
+"""Rendered user-data, checked by cloud-init's own validator and by reading what it holds.
+
+Pure rendering (no Pulumi): `MemberUserData` is built directly, with real certificates made by
+`cryptography` (tests/realcheck.py). The matrix is every version line x 1/3/5/7 members x an
+ECDSA and an RSA key algorithm; `cloud-init schema` runs as a subprocess of the system Python.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shlex
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import realcheck
+import yaml
+from realcheck import LINES, MEMBER_COUNTS, VERSION_OF_LINE
+
+from cloudinit import unit
+from cloudinit.userdata import (
+    SCRIPTS,
+    USER_DATA_LIMIT_BYTES,
+    EtcdRelease,
+    MemberUserData,
+    check_size,
+    cloud_config,
+    member_flags,
+    render_user_data,
+    write_file_contents,
+)
+from components.settings import EtcdTuning
+
+ALGORITHMS = ("ecdsa-p256", "rsa-4096")
+ETCD_UNIT = "/etc/systemd/system/etcd.service"
+GUARD_UNIT = "/etc/systemd/system/etcd-metadata-guard.service"
+
+
+def specs(line: str, members: int, algorithm: str = "ecdsa-p256") -> list[MemberUserData]:
+    settings, topology = realcheck.topology_for(line, members)
+    pki = realcheck.cluster_pki(algorithm)
+    version = VERSION_OF_LINE[line]
+    release = EtcdRelease(
+        version=version,
+        url=f"https://github.com/etcd-io/etcd/releases/download/v{version}/etcd-v{version}-linux-amd64.tar.gz",
+        sha256=settings.etcd_sha256,
+    )
+    return [
+        MemberUserData(
+            member=member,
+            topology=topology,
+            etcd_line=line,
+            tuning=settings.tuning,
+            release=release,
+            data_device=f"/dev/disk/by-id/scsi-0DO_Volume_{topology.cluster_name}-{member.name}",
+            pki=pki.member(member),
+        )
+        for member in topology.members
+    ]
+
+
+@functools.cache
+def rendered(line: str, members: int,
+             algorithm: str = "ecdsa-p256") -> tuple[tuple[MemberUserData, str], ...]:
+    return tuple((spec, render_user_data(spec)) for spec in specs(line, members, algorithm))
+
+
+def documents(line: str, members: int,
+              algorithm: str = "ecdsa-p256") -> list[tuple[MemberUserData, dict[str, Any]]]:
+    return [(spec, yaml.safe_load(text)) for spec, text in rendered(line, members, algorithm)]
+
+
+def files_by_path(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {entry["path"]: entry for entry in document["write_files"]}
+
+
+def unit_entries(text: str) -> dict[str, dict[str, list[str]]]:
+    """section -> key -> values (a key may repeat) of a unit file."""
+    sections: dict[str, dict[str, list[str]]] = {}
+    current: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], {})
+        elif line and not line.startswith(("#", ";")):
+            key, _, value = line.partition("=")
+            current.setdefault(key, []).append(value)
+    return sections
+
+
+MATRIX = pytest.mark.parametrize(("line", "members"), [(ln, n) for ln in LINES for n in MEMBER_COUNTS])
+
+
+# --- cloud-init's own validator -------------------------------------------------------------
+
+@pytest.mark.real
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@MATRIX
+def test_every_user_data_passes_cloud_init_schema(line: str, members: int, algorithm: str,
+                                                  tmp_path: Path) -> None:
+    paths = []
+    for spec, text in rendered(line, members, algorithm):
+        path = tmp_path / f"{spec.member.name}.yaml"
+        path.write_text(text)
+        paths.append(path)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        results = list(pool.map(realcheck.cloud_init_schema, paths))
+    for path, result in zip(paths, results, strict=True):
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, f"cloud-init schema rejected {path.name}:\n{output}"
+        assert "Valid cloud-config" in output, output
+        assert "deprecat" not in output.lower(), f"{path.name} uses deprecated keys:\n{output}"
+
+
+@pytest.mark.real
+def test_cloud_init_schema_rejects_a_hand_written_runcmd_with_colon_space(tmp_path: Path) -> None:
+    # The control for the test above: the pitfall the YAML serializer avoids must fail validation.
+    path = tmp_path / "bad.yaml"
+    path.write_text("#cloud-config\nruncmd:\n  - echo etcd: started\n")
+    result = realcheck.cloud_init_schema(path)
+    assert result.returncode != 0
+    assert "Valid cloud-config" not in result.stdout
+
+
+# --- what the document holds ----------------------------------------------------------------
+
+@MATRIX
+def test_rendered_text_is_a_cloud_config_that_round_trips(line: str, members: int) -> None:
+    for spec, text in rendered(line, members):
+        assert text.startswith("#cloud-config\n")
+        assert yaml.safe_load(text) == cloud_config(spec)
+
+
+@MATRIX
+def test_every_runcmd_entry_is_a_list_of_strings(line: str, members: int) -> None:
+    for _spec, document in documents(line, members):
+        assert document["runcmd"], "no runcmd"
+        for entry in document["runcmd"]:
+            assert isinstance(entry, list), f"runcmd entry is not a list (a shell string): {entry!r}"
+            assert all(isinstance(arg, str) for arg in entry), entry
+
+
+@MATRIX
+def test_private_keys_are_0600_and_the_etcd_keys_are_owned_by_etcd_and_deferred(line: str,
+                                                                                members: int) -> None:
+    for spec, document in documents(line, members):
+        files = files_by_path(document)
+        keys = {path: entry for path, entry in files.items() if "PRIVATE KEY" in entry["content"]}
+        paths = spec.paths
+        assert set(keys) == {paths.server_key, paths.peer_key, paths.healthcheck_key}
+        for path, entry in keys.items():
+            assert entry["permissions"] == "0600", path
+        for path in (paths.server_key, paths.peer_key):
+            assert files[path]["owner"] == "etcd:etcd", path
+            # The etcd user exists only once users-groups ran: written in the final stage.
+            assert files[path]["defer"] is True, path
+        for entry in files.values():
+            if entry["owner"] != "root:root":
+                assert entry.get("defer") is True, entry["path"]
+        assert files["/etc/etcd/etcdctl.env"]["permissions"] == "0600"
+
+
+@MATRIX
+def test_written_certificates_and_scripts_are_the_inputs(line: str, members: int) -> None:
+    for spec, text in rendered(line, members):
+        contents = write_file_contents(text)
+        paths, pki = spec.paths, spec.pki
+        assert contents[paths.server_cert] == pki.server_cert_pem
+        assert contents[paths.peer_key] == pki.peer_key_pem
+        assert contents[paths.peer_ca] == pki.peer_ca_pem
+        assert contents[paths.client_ca] == pki.client_ca_pem
+        for name in SCRIPTS:
+            assert contents[f"{unit.SBIN}/{name}"] == (realcheck.SCRIPTS_DIR / name).read_text()
+
+
+@MATRIX
+def test_packages_are_not_upgraded_at_boot(line: str, members: int) -> None:
+    for _spec, document in documents(line, members):
+        assert document["package_upgrade"] is False
+        assert {"curl", "nftables", "ca-certificates"} <= set(document["packages"])
+
+
+@MATRIX
+def test_etcd_is_started_with_no_block(line: str, members: int) -> None:
+    for _spec, document in documents(line, members):
+        commands = document["runcmd"]
+        assert ["systemctl", "start", "--no-block", "etcd.service"] in commands
+        for command in commands:
+            starts = command[:1] == ["systemctl"] and (
+                "start" in command or "restart" in command or "--now" in command
+            )
+            if starts and any(arg.startswith("etcd.service") or arg == "etcd" for arg in command):
+                assert "--no-block" in command, f"would block cloud-init until quorum: {command}"
+        # The pinned release is installed (checksum verified) before the unit is started.
+        install = next(i for i, c in enumerate(commands) if c[0].endswith("/etcd-install"))
+        start = commands.index(["systemctl", "start", "--no-block", "etcd.service"])
+        assert install < start
+
+
+@MATRIX
+def test_etcd_unit_is_notify_restarts_raises_nofile_and_requires_its_mount(line: str, members: int) -> None:
+    for _spec, document in documents(line, members):
+        entries = unit_entries(files_by_path(document)[ETCD_UNIT]["content"])
+        service = entries["Service"]
+        assert service["Type"] == ["notify"]
+        assert service["Restart"] == ["on-failure"]
+        assert int(service["LimitNOFILE"][0]) >= 65536
+        assert service["User"] == ["etcd"]
+        assert entries["Unit"]["RequiresMountsFor"] == [unit.DATA_MOUNTPOINT]
+        assert entries["Install"]["WantedBy"] == ["multi-user.target"]
+
+
+@MATRIX
+def test_exec_start_splits_into_the_binary_and_the_generated_flags(line: str, members: int) -> None:
+    for spec, document in documents(line, members):
+        service = unit_entries(files_by_path(document)[ETCD_UNIT]["content"])["Service"]
+        assert len(service["ExecStart"]) == 1
+        assert shlex.split(service["ExecStart"][0]) == [spec.paths.binary, *member_flags(spec)]
+        wait = shlex.split(service["ExecStartPre"][0])
+        assert wait == [f"{unit.SBIN}/etcd-wait-for-peers", spec.paths.data_dir,
+                        *(member.fqdn for member in spec.topology.members)]
+
+
+@pytest.mark.parametrize("line", LINES)
+def test_user_data_stays_under_64_kib_with_rsa_4096_for_7_members(line: str) -> None:
+    for spec, text in rendered(line, 7, "rsa-4096"):
+        size = len(text.encode())
+        assert size < USER_DATA_LIMIT_BYTES, f"{spec.member.name}: {size} bytes"
+        check_size(text, (spec.member.name,))
+
+
+def test_check_size_refuses_user_data_above_64_kib() -> None:
+    with pytest.raises(ValueError, match="above DigitalOcean's limit"):
+        check_size("#cloud-config\n" + "x" * USER_DATA_LIMIT_BYTES, ("etcd-1",))
+
+
+def test_tuning_reaches_the_unit() -> None:
+    spec = specs("3.6", 3)[0]
+    tuned = MemberUserData(**{**spec.__dict__, "tuning": EtcdTuning(heartbeat_interval_ms=250,
+                                                                    election_timeout_ms=2500)})
+    exec_start = unit_entries(files_by_path(cloud_config(tuned))[ETCD_UNIT]["content"])
+    flags = shlex.split(exec_start["Service"]["ExecStart"][0])
+    assert "--heartbeat-interval=250" in flags and "--election-timeout=2500" in flags
+
+
+# --- systemd's own checker ------------------------------------------------------------------
+
+@pytest.mark.real
+@pytest.mark.parametrize("line", LINES)
+def test_systemd_analyze_verify_accepts_the_rendered_units(line: str, tmp_path: Path) -> None:
+    analyze = realcheck.require_tool("systemd-analyze", "systemd")
+    unshare = realcheck.require_tool("unshare", "util-linux")
+    realcheck.require_root("mount tmpfs over /usr/local/bin in a private mount namespace")
+    spec, text = rendered(line, 3)[0]
+    contents = write_file_contents(text)
+    units = tmp_path / "units"
+    units.mkdir()
+    for path in (ETCD_UNIT, GUARD_UNIT):
+        (units / Path(path).name).write_text(contents[path])
+    stubs = tmp_path / "stubs"
+    stubs.mkdir()
+    # verify checks that every Exec*= command exists and is executable: the real scripts, and a
+    # stand-in for the etcd binary etcd-install puts in /usr/local/bin. Both directories are
+    # tmpfs in a private mount namespace, so the host's /usr/local is never touched.
+    for name in SCRIPTS:
+        shutil.copy(realcheck.SCRIPTS_DIR / name, stubs / name)
+    script = (
+        'set -e; mount -t tmpfs tmpfs /usr/local/bin; mount -t tmpfs tmpfs /usr/local/sbin; '
+        'cp "$1"/* /usr/local/sbin/; chmod 755 /usr/local/sbin/*; '
+        'printf "#!/bin/sh\\n" > "$2"; chmod 755 "$2"; shift 2; exec "$@"'
+    )
+    result = subprocess.run(
+        [unshare, "--mount", "--propagation", "private", "sh", "-c", script, "sh", str(stubs),
+         spec.paths.binary, analyze, "verify", "--man=no",
+         str(units / "etcd.service"), str(units / "etcd-metadata-guard.service")],
+        capture_output=True, text=True, timeout=120,
+    )
+    output = result.stdout + result.stderr
+    if "Failed to connect to bus" in output or "System has not been booted with systemd" in output:
+        pytest.skip(f"systemd-analyze verify cannot run without systemd as PID 1 here: {output}")
+    assert result.returncode == 0, output
+    ours = [ln for ln in output.splitlines() if "etcd" in ln]
+    assert not ours, "systemd-analyze verify complains about the units:\n" + "\n".join(ours)
+
+
+# --- runcmd as cloud-init runs it -----------------------------------------------------------
+
+def run_runcmd(tmp_path: Path, install_exit: int) -> list[str]:
+    """Turn runcmd into a script with cloud-init's own `shellify` (system Python, isolated so our
+    `cloudinit` package cannot shadow cloud-init's), run it with recording stand-ins for
+    systemctl and the four scripts, and return what was called, in order."""
+    if not Path("/usr/bin/python3").exists() or not realcheck.SYSTEM_CLOUD_INIT.exists():
+        pytest.skip("/usr/bin/cloud-init not found: install the Debian package `cloud-init`")
+    unshare = realcheck.require_tool("unshare", "util-linux")
+    realcheck.require_root("mount a tmpfs over /usr/local/sbin in a private mount namespace")
+    _spec, text = rendered("3.6", 3)[0]
+    runcmd = yaml.safe_load(text)["runcmd"]
+    shellified = subprocess.run(
+        ["/usr/bin/python3", "-I", "-c",
+         "import json, sys; from cloudinit.util import shellify; "
+         "sys.stdout.write(shellify(json.load(sys.stdin)))"],
+        input=json.dumps(runcmd), capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )
+    assert shellified.returncode == 0, shellified.stderr
+    runcmd_script = tmp_path / "runcmd"
+    runcmd_script.write_text(shellified.stdout)
+    log = tmp_path / "calls"
+    stubs = tmp_path / "stubs"
+    stubs.mkdir()
+    for name in (*SCRIPTS, "systemctl"):
+        code = install_exit if name == "etcd-install" else 0
+        (stubs / name).write_text(f'#!/bin/sh\necho "{name} $*" >> "{log}"\nexit {code}\n')
+        (stubs / name).chmod(0o755)
+    driver = (f'mount -t tmpfs tmpfs {unit.SBIN} && cp "{stubs}"/etcd-* {unit.SBIN}/ && '
+              f'PATH="{stubs}:$PATH" sh "{runcmd_script}"; exit 0')
+    done = subprocess.run([unshare, "--mount", "--propagation", "private", "sh", "-c", driver],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return log.read_text().splitlines() if log.exists() else []
+
+
+@pytest.mark.real
+def test_runcmd_runs_in_order_install_prepare_then_start(tmp_path: Path) -> None:
+    calls = run_runcmd(tmp_path, install_exit=0)
+    names = [call.split()[0] for call in calls]
+    assert names == ["systemctl", "systemctl", "etcd-install", "etcd-prepare-data", "systemctl",
+                     "systemctl"], calls
+    assert calls[-1] == "systemctl start --no-block etcd.service"
+
+
+@pytest.mark.real
+def test_runcmd_stops_when_etcd_install_fails(tmp_path: Path) -> None:
+    calls = run_runcmd(tmp_path, install_exit=1)
+    assert calls[-1].startswith("etcd-install"), calls
+
