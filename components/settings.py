@@ -401,8 +401,10 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> Settings:
         if not _SSH_KEY_REF.match(key):
             c.problem("adminSshKeys", key, "must be a DigitalOcean SSH key ID or MD5 fingerprint "
                       "(`doctl compute ssh-key list`).")
-    for key in ("dropletSize", "dropletImage"):
-        if not c.value(key):
+    droplet_size = c.value("dropletSize")
+    droplet_image = c.value("dropletImage")
+    for key, value in (("dropletSize", droplet_size), ("dropletImage", droplet_image)):
+        if not value:
             c.problem(key, c.raw.get(key), "must not be empty.")
     vpc_ip_range = c.value("vpcIpRange")
     if vpc_ip_range:
@@ -464,6 +466,9 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> Settings:
     _check_range(c, "certEarlyRenewalHours", early_renewal, 0, max(cert_validity - 1, 0),
                  "renewal must start before the certificate expires.")
 
+    dns_srv_records = c.value("dnsSrvRecords")
+    protect_members = c.value("protectMembers")
+
     if c.problems:
         raise SettingsError(c.problems)
 
@@ -480,8 +485,8 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> Settings:
         stack=stack,
         member_count=member_count,
         region=region,
-        droplet_size=c.value("dropletSize"),
-        droplet_image=c.value("dropletImage"),
+        droplet_size=droplet_size,
+        droplet_image=droplet_image,
         vpc_id=vpc_id,
         vpc_ip_range=vpc_ip_range,
         etcd_version=etcd_version,
@@ -491,7 +496,7 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> Settings:
         cloudflare_zone_id=zone_id,
         dns_subdomain=dns_subdomain,
         dns_ttl=dns_ttl,
-        dns_srv_records=c.value("dnsSrvRecords"),
+        dns_srv_records=dns_srv_records,
         client_source_tags=tuple(client_source_tags),
         client_source_cidrs=tuple(client_source_cidrs),
         monitoring_source_tags=tuple(monitoring_source_tags),
@@ -504,6 +509,6 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> Settings:
         ca_validity_hours=ca_validity,
         cert_validity_hours=cert_validity,
         cert_early_renewal_hours=early_renewal,
-        protect_members=c.value("protectMembers"),
+        protect_members=protect_members,
         extra_tags=tuple(extra_tags),
     )

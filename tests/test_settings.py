@@ -261,3 +261,12 @@ def test_an_ssh_key_must_be_an_id_or_a_fingerprint() -> None:
     assert "SSH key ID or MD5 fingerprint" in only_problem(adminSshKeys=["ssh-ed25519 AAAA"])
     fingerprint = ":".join(["3b"] * 16)
     assert load(adminSshKeys=["512190", fingerprint]).admin_ssh_keys == ("512190", fingerprint)
+
+
+@pytest.mark.parametrize("key", ["dnsSrvRecords", "protectMembers"])
+def test_a_flag_that_is_not_true_or_false_is_rejected(key: str) -> None:
+    assert only_problem(**{key: "yes"}) == f"etcd-cluster:{key} = 'yes': must be true or false."
+
+
+def test_a_setting_of_the_wrong_type_is_rejected_not_replaced_by_its_default() -> None:
+    assert only_problem(dropletSize=4) == "etcd-cluster:dropletSize = 4: must be a string."
