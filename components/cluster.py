@@ -5,6 +5,8 @@ Thin wiring over the pure model: topology -> PKI -> user-data -> machines -> DNS
 
 from __future__ import annotations
 
+import datetime
+import functools
 from typing import Any
 
 import pulumi
@@ -16,7 +18,7 @@ from cloudinit.userdata import (
     check_size,
     render_user_data,
 )
-from components import consumers, releases
+from components import consumers, expiry, releases
 from components.cloudflare import CloudflareRecords
 from components.digitalocean import DigitalOceanMembers, volume_device
 from components.pki import APISERVER_CLIENT, HEALTHCHECK_CLIENT, OPERATOR_CLIENT, EtcdPki
@@ -71,6 +73,8 @@ class EtcdCluster(pulumi.ComponentResource):
             "etcd_version": settings.etcd_version,
         }
         self.register_outputs(self.outputs)
+        warn_expiring_certificates(settings.cluster_name, self.pki.expiry_times(),
+                                   settings.cert_expiry_warning_days)
 
     def _user_data(self, settings: Settings, member: Member) -> pulumi.Output[str]:
         certs = self.pki.members[member.name]
@@ -101,3 +105,24 @@ class EtcdCluster(pulumi.ComponentResource):
             healthcheck.cert_pem, healthcheck.key_pem,
         ).apply(render)
         return pulumi.Output.secret(rendered)
+
+
+def warn_expiring_certificates(cluster: str, expiry_times: dict[str, pulumi.Output[str]],
+                               warning_days: int) -> None:
+    """`pulumi.log.warn` for each certificate that expires within `warning_days`.
+
+    One apply per certificate: an apply runs only once its value is known, so at preview a
+    certificate that is not created yet (expiry unknown) is skipped without holding back the
+    warnings for the certificates that exist.
+    """
+    if warning_days <= 0:
+        return
+    now = datetime.datetime.now(datetime.timezone.utc)
+    for name, expires_at in expiry_times.items():
+        expires_at.apply(functools.partial(_warn_if_expiring, cluster, name, now, warning_days))
+
+
+def _warn_if_expiring(cluster: str, name: str, now: datetime.datetime, warning_days: int,
+                      expires_at: str | None) -> None:
+    for cert in expiry.expiring({name: expires_at}, now, warning_days):
+        pulumi.log.warn(expiry.warning_message(cluster, cert, warning_days))

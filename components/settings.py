@@ -96,6 +96,7 @@ class Settings:
     cert_early_renewal_hours: int
     protect_members: bool
     extra_tags: tuple[str, ...] = field(default=())
+    cert_expiry_warning_days: int = 30
 
     @property
     def etcd_line(self) -> str:
@@ -175,6 +176,7 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("caValidityHours", "Validity of the two CAs in hours (default 10 years).", 87600, "int"),
     SettingSpec("certValidityHours", "Validity of member and client certificates in hours (default 1 year).", 8760, "int"),
     SettingSpec("certEarlyRenewalHours", "Renew (re-issue) certificates this many hours before expiry (default 30 days).", 720, "int"),
+    SettingSpec("certExpiryWarningDays", "Warn at preview when a certificate expires within this many days (0: never).", 30, "int"),
     SettingSpec("protectMembers", "Mark droplets and volumes `protect` so no update can delete or replace them.", True, "bool"),
     SettingSpec("extraTags", "Extra DigitalOcean tags added to every droplet.", [], "list"),
 )
@@ -465,6 +467,9 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> Settings:
                  "a CA must outlive the certificates it signs (certValidityHours) and at most 30 years.")
     _check_range(c, "certEarlyRenewalHours", early_renewal, 0, max(cert_validity - 1, 0),
                  "renewal must start before the certificate expires.")
+    expiry_warning_days = c.value("certExpiryWarningDays")
+    _check_range(c, "certExpiryWarningDays", expiry_warning_days, 0, 3650,
+                 "days before a certificate's expiry that preview starts warning (0 turns it off).")
 
     dns_srv_records = c.value("dnsSrvRecords")
     protect_members = c.value("protectMembers")
@@ -511,4 +516,5 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> Settings:
         cert_early_renewal_hours=early_renewal,
         protect_members=protect_members,
         extra_tags=tuple(extra_tags),
+        cert_expiry_warning_days=expiry_warning_days,
     )
