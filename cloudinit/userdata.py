@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from cloudinit import unit
+from cloudinit import seed, unit
 from cloudinit.etcd_flags import DEFAULT_PATHS, EtcdPaths, etcd_flags
 from components.settings import EtcdTuning
 from components.topology import Member, Topology
@@ -24,6 +24,13 @@ from components.topology import Member, Topology
 USER_DATA_LIMIT_BYTES = 64 * 1024
 DATA_VOLUME_LABEL = "etcd-data"
 METADATA_ADDRESS = "169.254.169.254"
+PACKAGES = ("ca-certificates", "curl", "nftables")
+LOCAL_HOSTS = (
+    "127.0.0.1 localhost\n"
+    "::1 localhost ip6-localhost ip6-loopback\n"
+    "ff02::1 ip6-allnodes\n"
+    "ff02::2 ip6-allrouters\n"
+)
 SCRIPTS = ("etcd-install", "etcd-prepare-data", "etcd-wait-for-peers", "etcd-metadata-guard")
 
 
@@ -60,6 +67,11 @@ class MemberUserData:
     paths: EtcdPaths = DEFAULT_PATHS
     # Users besides root that may reach the metadata service: DigitalOcean's monitoring agent.
     metadata_allowed_users: tuple[str, ...] = ("do-agent",)
+    # (address, FQDN) of every member when addresses are static (local backends): names then
+    # resolve from /etc/hosts, with no DNS server on the members' network.
+    static_hosts: tuple[tuple[str, str], ...] = ()
+    # False for images that already carry curl, ca-certificates and nftables (offline images).
+    install_packages: bool = True
 
 
 def _script(name: str) -> str:
@@ -85,6 +97,10 @@ def _etcdctl_env(paths: EtcdPaths) -> str:
         "ETCDCTL_KEY": paths.healthcheck_key,
     }
     return "".join(f"{name}={value}\n" for name, value in variables.items())
+
+
+def _hosts(static_hosts: Sequence[tuple[str, str]]) -> str:
+    return LOCAL_HOSTS + seed.hosts_entries(static_hosts)
 
 
 def member_flags(spec: MemberUserData) -> list[str]:
@@ -114,11 +130,15 @@ def cloud_config(spec: MemberUserData) -> dict[str, Any]:
         _file(paths.healthcheck_key, pki.healthcheck_key_pem, "0600"),
         _file("/etc/etcd/etcdctl.env", _etcdctl_env(paths), "0600"),
     ]
+    if spec.static_hosts:
+        write_files.append(_file("/etc/hosts", _hosts(spec.static_hosts), "0644"))
     document: dict[str, Any] = {
         # Install what the scripts need; never upgrade the whole system at boot.
-        "package_update": True,
+        "package_update": spec.install_packages,
         "package_upgrade": False,
-        "packages": ["ca-certificates", "curl", "nftables"],
+        **({"packages": list(PACKAGES)} if spec.install_packages else {}),
+        # With static hosts the file is ours: cloud-init must not rewrite it at the next boot.
+        **({"manage_etc_hosts": False} if spec.static_hosts else {}),
         "users": [
             "default",
             {

@@ -18,12 +18,28 @@ from cloudinit.userdata import (
     check_size,
     render_user_data,
 )
-from components import consumers, expiry, releases
+from components import consumers, expiry, releases, vm_spec
 from components.cloudflare import CloudflareRecords
 from components.digitalocean import DigitalOceanMembers, volume_device
+from components.nodes import NodeBackend
 from components.pki import APISERVER_CLIENT, HEALTHCHECK_CLIENT, OPERATOR_CLIENT, EtcdPki
+from components.qemu import QemuMembers
 from components.settings import Settings
 from components.topology import Member, Topology, build_topology
+from components.virtualbox import VirtualBoxMembers
+
+BACKENDS: dict[str, type[NodeBackend]] = {
+    "digitalocean": DigitalOceanMembers,
+    "qemu": QemuMembers,
+    "virtualbox": VirtualBoxMembers,
+}
+
+
+def data_device(settings: Settings, member: Member) -> str:
+    """Where the member's data disk appears on its machine (the user-data mounts it)."""
+    if settings.backend == "digitalocean":
+        return volume_device(settings, member)
+    return vm_spec.DATA_DEVICES[settings.backend]
 
 
 class EtcdCluster(pulumi.ComponentResource):
@@ -41,11 +57,12 @@ class EtcdCluster(pulumi.ComponentResource):
         self.user_data = {
             member.name: self._user_data(settings, member) for member in self.topology.members
         }
-        machines = DigitalOceanMembers("members", settings, self.topology, self.user_data,
-                                       opts=child).machines
-        CloudflareRecords(
-            "dns", settings, self.topology,
-            {name: machine.private_ipv4 for name, machine in machines.items()}, opts=child)
+        backend = BACKENDS[settings.backend]
+        machines = backend("members", settings, self.topology, self.user_data, opts=child).machines
+        if settings.uses_cloudflare:
+            CloudflareRecords(
+                "dns", settings, self.topology,
+                {name: machine.private_ipv4 for name, machine in machines.items()}, opts=child)
 
         apiserver = self.pki.clients[APISERVER_CLIENT]
         operator = self.pki.clients[OPERATOR_CLIENT]
@@ -71,6 +88,7 @@ class EtcdCluster(pulumi.ComponentResource):
             ],
             "certificate_expiry": self.pki.expiry_times(),
             "etcd_version": settings.etcd_version,
+            "backend": settings.backend,
         }
         self.register_outputs(self.outputs)
         warn_expiring_certificates(settings.cluster_name, self.pki.expiry_times(),
@@ -92,8 +110,10 @@ class EtcdCluster(pulumi.ComponentResource):
                 etcd_line=settings.etcd_line,
                 tuning=settings.tuning,
                 release=release,
-                data_device=volume_device(settings, member),
+                data_device=data_device(settings, member),
                 pki=MemberPki(*pems),
+                static_hosts=tuple(self.topology.static_hosts),
+                install_packages=settings.install_packages,
             ))
             check_size(user_data, [member.name])
             return user_data

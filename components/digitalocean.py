@@ -10,12 +10,11 @@ at preview instead of replacing members. Replacing one member is a deliberate da
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pulumi
 import pulumi_digitalocean as do
 
 from components.firewall import inbound_rules
+from components.nodes import MemberMachine
 from components.settings import Settings
 from components.topology import Member, Topology
 
@@ -31,13 +30,6 @@ def volume_name(settings: Settings, member: Member) -> str:
 def volume_device(settings: Settings, member: Member) -> str:
     """Where a DigitalOcean volume appears on its droplet."""
     return f"/dev/disk/by-id/scsi-0DO_Volume_{volume_name(settings, member)}"
-
-
-@dataclass(frozen=True)
-class MemberMachine:
-    private_ipv4: pulumi.Output[str]
-    public_ipv4: pulumi.Output[str]
-    droplet_id: pulumi.Output[str]
 
 
 class DigitalOceanMembers(pulumi.ComponentResource):
@@ -104,7 +96,6 @@ class DigitalOceanMembers(pulumi.ComponentResource):
             self.machines[member.name] = MemberMachine(
                 private_ipv4=droplet.ipv4_address_private,
                 public_ipv4=droplet.ipv4_address,
-                droplet_id=droplet.id,
             )
 
         do.Firewall(

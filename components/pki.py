@@ -114,13 +114,16 @@ class EtcdPki(pulumi.ComponentResource):
                           cert.validity_end_time)
 
     def _member_certs(self, member: Member) -> MemberCerts:
+        # A static address (local backends) is known now, so clients may dial it and peers are
+        # checked against it directly; a cloud address is assigned later and stays out.
+        static = [member.static_ipv4] if member.static_ipv4 else []
         server = self._issue(
             f"{member.name}-server", self.client_ca, common_name=member.fqdn,
-            dns_names=[member.fqdn, "localhost"], ip_addresses=["127.0.0.1", "::1"],
+            dns_names=[member.fqdn, "localhost"], ip_addresses=[*static, "127.0.0.1", "::1"],
             uses=SERVER_USES)
         peer = self._issue(
             f"{member.name}-peer", self.peer_ca, common_name=member.fqdn,
-            dns_names=[member.fqdn], ip_addresses=[], uses=PEER_USES)
+            dns_names=[member.fqdn], ip_addresses=static, uses=PEER_USES)
         return MemberCerts(server=server, peer=peer)
 
     def _issue(self, name: str, ca: IssuedCert, *, common_name: str, dns_names: list[str],

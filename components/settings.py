@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from components import releases
+from components import local_network, releases
 
 PROJECT = "etcd-cluster"
 
@@ -29,6 +29,12 @@ KEY_ALGORITHMS: tuple[KeyAlgorithm, ...] = (
     "rsa-4096",
 )
 AUTO_COMPACTION_MODES = ("periodic", "revision")
+
+Backend = Literal["digitalocean", "qemu", "virtualbox"]
+BACKENDS: tuple[Backend, ...] = ("digitalocean", "qemu", "virtualbox")
+LOCAL_BACKENDS: tuple[Backend, ...] = ("qemu", "virtualbox")
+QemuAccel = Literal["auto", "kvm", "tcg"]
+QEMU_ACCELS: tuple[QemuAccel, ...] = ("auto", "kvm", "tcg")
 
 # etcd's documented ceiling for --quota-backend-bytes: above it the backend is not supported.
 MAX_QUOTA_BACKEND_BYTES = 8 * 1024**3
@@ -43,6 +49,8 @@ _DURATION = re.compile(r"^[0-9]+(ms|s|m|h)$")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 # DigitalOcean accepts an SSH key by numeric ID or by its MD5 fingerprint.
 _SSH_KEY_REF = re.compile(r"^([0-9]+|[0-9a-f]{2}(:[0-9a-f]{2}){15})$")
+# Names that end up in interface, VM and file names on the user's machine.
+_LOCAL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
 class SettingsError(ValueError):
@@ -62,6 +70,24 @@ class EtcdTuning:
     auto_compaction_mode: str = "periodic"
     auto_compaction_retention: str = "8h"
     snapshot_count: int = 10000
+
+
+@dataclass(frozen=True)
+class LocalVmSettings:
+    """Settings of the local backends (QEMU, VirtualBox); see Pulumi.yaml for each."""
+
+    network_cidr: str = "192.168.56.0/24"
+    nameservers: tuple[str, ...] = ()
+    cpus: int = 2
+    memory_mib: int = 2048
+    boot_timeout_seconds: int = 1200
+    state_dir: str = ".local/vms"
+    qemu_image_dir: str = ".local/image"
+    qemu_bridge: str = "etcdbr0"
+    qemu_accel: QemuAccel = "auto"
+    virtualbox_base_vm: str = "debian-12-cloud"
+    virtualbox_hostonly_adapter: str = "vboxnet0"
+    virtualbox_storage_controller: str = "SATA"
 
 
 @dataclass(frozen=True)
@@ -97,6 +123,19 @@ class Settings:
     protect_members: bool
     extra_tags: tuple[str, ...] = field(default=())
     cert_expiry_warning_days: int = 30
+    backend: Backend = "digitalocean"
+    install_packages: bool = True
+    local: LocalVmSettings = field(default_factory=LocalVmSettings)
+
+    @property
+    def is_local(self) -> bool:
+        """Members run on this machine (QEMU or VirtualBox) with static addresses."""
+        return self.backend in LOCAL_BACKENDS
+
+    @property
+    def uses_cloudflare(self) -> bool:
+        """DNS records are created: always on DigitalOcean, when a zone ID is set locally."""
+        return not self.is_local or bool(self.cloudflare_zone_id)
 
     @property
     def etcd_line(self) -> str:
@@ -144,6 +183,7 @@ class SettingSpec:
 
 
 SPECS: tuple[SettingSpec, ...] = (
+    SettingSpec("backend", "Where members run: digitalocean (droplets), or qemu / virtualbox (VMs on this machine through pulumi-command; no cloud account).", "digitalocean", "str"),
     SettingSpec("clusterName", "Cluster name; a DNS label used in member FQDNs, tags and the cluster token. Defaults to the stack name.", None, "str"),
     SettingSpec("memberCount", "Number of etcd members: 1, 3, 5 or 7 (odd, for quorum).", 3, "int"),
     SettingSpec("region", "DigitalOcean region slug for droplets, volumes and the VPC.", "nyc3", "str"),
@@ -155,7 +195,7 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("etcdDownloadUrl", "URL of the etcd release tarball; `{version}` is replaced. Set it for mirrors and air-gapped sites.", releases.DEFAULT_DOWNLOAD_URL, "str"),
     SettingSpec("etcdSha256", "SHA-256 of the tarball; required for a version or URL whose checksum is not built in.", None, "str"),
     SettingSpec("dnsZone", "Cloudflare zone (domain) the member records live in, e.g. example.com. Required.", None, "str"),
-    SettingSpec("cloudflareZoneId", "Cloudflare zone ID of dnsZone (32 hex characters). Required.", None, "str"),
+    SettingSpec("cloudflareZoneId", "Cloudflare zone ID of dnsZone (32 hex characters). Required on digitalocean; on qemu/virtualbox records are created only when it is set.", None, "str"),
     SettingSpec("dnsSubdomain", "Subdomain under dnsZone for member names (etcd-N.<subdomain>.<zone>); defaults to clusterName.", None, "str"),
     SettingSpec("dnsTtl", "TTL in seconds of member A records (60-86400); short so a replaced member is found quickly.", 60, "int"),
     SettingSpec("dnsSrvRecords", "Also publish _etcd-server-ssl/_etcd-client-ssl SRV records for DNS discovery.", False, "bool"),
@@ -179,6 +219,19 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("certExpiryWarningDays", "Warn at preview when a certificate expires within this many days (0: never).", 30, "int"),
     SettingSpec("protectMembers", "Mark droplets and volumes `protect` so no update can delete or replace them.", True, "bool"),
     SettingSpec("extraTags", "Extra DigitalOcean tags added to every droplet.", [], "list"),
+    SettingSpec("installPackages", "Install curl, ca-certificates and nftables with apt at first boot; false for images that already have them (offline local images).", True, "bool"),
+    SettingSpec("localNetworkCidr", "qemu/virtualbox: the members' private network; its first address is the host (gateway), member N gets host address 10+N.", "192.168.56.0/24", "str"),
+    SettingSpec("localNameservers", "qemu/virtualbox: DNS servers for the VMs (downloads); member names resolve from /etc/hosts.", [], "list"),
+    SettingSpec("vmCpus", "qemu/virtualbox: virtual CPUs per member.", 2, "int"),
+    SettingSpec("vmMemoryMib", "qemu/virtualbox: memory per member in MiB.", 2048, "int"),
+    SettingSpec("vmBootTimeoutSeconds", "qemu/virtualbox: how long creating a VM waits for cloud-init to finish in it.", 1200, "int"),
+    SettingSpec("localStateDir", "qemu/virtualbox: directory for VM disks, seeds and console logs (relative to the project).", ".local/vms", "str"),
+    SettingSpec("qemuImageDir", "qemu: directory with the base image (disk.img, optional vmlinuz, initrd.img, cmdline); `machines/build-local-image` makes one.", ".local/image", "str"),
+    SettingSpec("qemuBridge", "qemu: host bridge the VMs' NICs join (its address is the gateway); `sudo machines/qemu/setup-network` creates it.", "etcdbr0", "str"),
+    SettingSpec("qemuAccel", "qemu: auto (KVM when a guest really boots under it, else software emulation), kvm or tcg.", "auto", "str"),
+    SettingSpec("virtualboxBaseVm", "virtualbox: the VM to clone for each member (a cloud image with cloud-init, powered off).", "debian-12-cloud", "str"),
+    SettingSpec("virtualboxHostOnlyAdapter", "virtualbox: host-only adapter of the members' network (its address is the gateway).", "vboxnet0", "str"),
+    SettingSpec("virtualboxStorageController", "virtualbox: name of the base VM's SATA controller, where the data disk and seed ISO are attached.", "SATA", "str"),
 )
 SPEC_BY_KEY = {spec.key: spec for spec in SPECS}
 
@@ -304,6 +357,10 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> Settings:
     """Parse and validate the raw stack configuration. Raises SettingsError listing all problems."""
     c = _Collector(raw)
 
+    backend = c.value("backend")
+    if backend not in BACKENDS:
+        c.problem("backend", backend, f"must be one of {', '.join(BACKENDS)}: digitalocean for "
+                  "droplets, qemu or virtualbox for VMs on this machine.")
     cluster_name = c.value("clusterName") or stack
     _check_dns_label(c, "clusterName", cluster_name, "the cluster name")
     if not _DNS_LABEL.match(stack):
@@ -358,10 +415,10 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> Settings:
         if len(labels) < 2 or not all(_DNS_LABEL.match(label) for label in labels):
             c.problem("dnsZone", dns_zone, "must be a domain name of DNS labels, e.g. example.com.")
     zone_id = (c.value("cloudflareZoneId") or "").lower()
-    if not zone_id:
+    if not zone_id and backend not in LOCAL_BACKENDS:
         c.problem("cloudflareZoneId", None, "is required: the 32-character zone ID from the "
                   "Cloudflare dashboard (zone Overview page, API section).")
-    elif not _HEX32.match(zone_id):
+    elif zone_id and not _HEX32.match(zone_id):
         c.problem("cloudflareZoneId", zone_id, "must be 32 hexadecimal characters (zone Overview "
                   "page of the Cloudflare dashboard).")
     dns_subdomain = c.value("dnsSubdomain") or cluster_name
@@ -473,6 +530,8 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> Settings:
 
     dns_srv_records = c.value("dnsSrvRecords")
     protect_members = c.value("protectMembers")
+    install_packages = c.value("installPackages")
+    local = _local_vm_settings(c)
 
     if c.problems:
         raise SettingsError(c.problems)
@@ -517,4 +576,72 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> Settings:
         protect_members=protect_members,
         extra_tags=tuple(extra_tags),
         cert_expiry_warning_days=expiry_warning_days,
+        backend=backend,
+        install_packages=install_packages,
+        local=local,
+    )
+
+
+def _local_vm_settings(c: _Collector) -> LocalVmSettings:
+    """The qemu/virtualbox settings; checked whatever the backend, so a typo never waits."""
+    network_cidr = c.value("localNetworkCidr")
+    try:
+        network = ipaddress.ip_network(network_cidr, strict=True)
+    except ValueError as error:
+        c.problem("localNetworkCidr", network_cidr, f"is not a valid CIDR ({error}); write a "
+                  "private network address with a prefix length, e.g. 192.168.56.0/24.")
+    else:
+        if network.version != 4 or not network.is_private:
+            c.problem("localNetworkCidr", network_cidr, "must be a private IPv4 network "
+                      "(10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16), e.g. 192.168.56.0/24.")
+        elif network.num_addresses < local_network.MIN_HOSTS + 1:
+            c.problem("localNetworkCidr", network_cidr, "is too small: the gateway is host 1 and "
+                      f"members are hosts {local_network.FIRST_MEMBER_HOST + 1}-"
+                      f"{local_network.FIRST_MEMBER_HOST + local_network.MAX_MEMBERS}; use a /27 "
+                      "or larger, e.g. 192.168.56.0/24.")
+    nameservers = c.value("localNameservers")
+    for nameserver in nameservers:
+        try:
+            ipaddress.ip_address(nameserver)
+        except ValueError:
+            c.problem("localNameservers", nameserver, "must be an IP address, e.g. 192.168.56.1.")
+    cpus = c.value("vmCpus")
+    _check_range(c, "vmCpus", cpus, 1, 64, "virtual CPUs per member.")
+    memory_mib = c.value("vmMemoryMib")
+    _check_range(c, "vmMemoryMib", memory_mib, 512, 262144,
+                 "etcd and the guest system need at least 512 MiB; 1024 or more is comfortable.")
+    boot_timeout = c.value("vmBootTimeoutSeconds")
+    _check_range(c, "vmBootTimeoutSeconds", boot_timeout, 60, 7200,
+                 "software-emulated VMs take several minutes to finish cloud-init.")
+    names = {key: c.value(key) for key in (
+        "qemuBridge", "virtualboxBaseVm", "virtualboxHostOnlyAdapter", "virtualboxStorageController")}
+    for key, value in names.items():
+        if not _LOCAL_NAME.match(value):
+            c.problem(key, value, "must be a name of letters, digits, '.', '_' and '-' (at most "
+                      "63 characters).")
+    if len(names["qemuBridge"]) > 15:
+        c.problem("qemuBridge", names["qemuBridge"], "is longer than the 15 characters Linux "
+                  "allows for an interface name.")
+    qemu_accel = c.value("qemuAccel")
+    if qemu_accel not in QEMU_ACCELS:
+        c.problem("qemuAccel", qemu_accel, f"must be one of {', '.join(QEMU_ACCELS)} (auto tries "
+                  "KVM and falls back to software emulation).")
+        qemu_accel = "auto"
+    directories = {key: c.value(key) for key in ("localStateDir", "qemuImageDir")}
+    for key, value in directories.items():
+        if not value or "\n" in value:
+            c.problem(key, value, "must be a directory path.")
+    return LocalVmSettings(
+        network_cidr=network_cidr,
+        nameservers=tuple(nameservers),
+        cpus=cpus,
+        memory_mib=memory_mib,
+        boot_timeout_seconds=boot_timeout,
+        state_dir=directories["localStateDir"],
+        qemu_image_dir=directories["qemuImageDir"],
+        qemu_bridge=names["qemuBridge"],
+        qemu_accel=qemu_accel,
+        virtualbox_base_vm=names["virtualboxBaseVm"],
+        virtualbox_hostonly_adapter=names["virtualboxHostOnlyAdapter"],
+        virtualbox_storage_controller=names["virtualboxStorageController"],
     )

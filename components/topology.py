@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from components import local_network
 from components.settings import Settings
 
 CLIENT_PORT = 2379
@@ -20,6 +21,9 @@ class Member:
     index: int
     name: str
     fqdn: str
+    # Local backends assign addresses themselves, before any machine exists; on DigitalOcean the
+    # address is known only once the droplet is (None here).
+    static_ipv4: str | None = None
 
     @property
     def client_url(self) -> str:
@@ -56,6 +60,11 @@ class Topology:
         return ",".join(self.client_urls)
 
     @property
+    def static_hosts(self) -> list[tuple[str, str]]:
+        """(address, FQDN) of every member with a static address, for /etc/hosts."""
+        return [(member.static_ipv4, member.fqdn) for member in self.members if member.static_ipv4]
+
+    @property
     def fault_tolerance(self) -> int:
         return (len(self.members) - 1) // 2
 
@@ -63,7 +72,9 @@ class Topology:
 def build_topology(settings: Settings) -> Topology:
     domain = settings.dns_domain
     members = tuple(
-        Member(index=index, name=f"etcd-{index}", fqdn=f"etcd-{index}.{domain}")
+        Member(index=index, name=f"etcd-{index}", fqdn=f"etcd-{index}.{domain}",
+               static_ipv4=(local_network.member_ipv4(settings.local.network_cidr, index)
+                            if settings.is_local else None))
         for index in range(1, settings.member_count + 1)
     )
     return Topology(

@@ -56,7 +56,7 @@ from tls_mock import (
 )
 
 __all__ = [
-    "CERT_REQUEST", "DNS_RECORD", "DROPLET", "FIREWALL", "LOCALLY_SIGNED_CERT", "PRIVATE_KEY",
+    "CERT_REQUEST", "COMMAND", "DNS_RECORD", "DROPLET", "FIREWALL", "LOCALLY_SIGNED_CERT", "PRIVATE_KEY",
     "SELF_SIGNED_CERT", "STACK", "TAG", "VOLUME", "VOLUME_ATTACHMENT", "VPC", "ProgramError",
     "ProgramRun", "Registration", "StackOutput", "run_component_program", "run_main_program",
     "run_program",
@@ -76,6 +76,7 @@ FIREWALL = "digitalocean:index/firewall:Firewall"
 TAG = "digitalocean:index/tag:Tag"
 VPC = "digitalocean:index/vpc:Vpc"
 DNS_RECORD = "cloudflare:index/dnsRecord:DnsRecord"
+COMMAND = "command:local:Command"
 
 # A complete, valid configuration: what every run starts from unless `base=False`. The checksum
 # is set because the program refuses a release whose checksum it does not know.
@@ -193,8 +194,12 @@ class ProgramRun:
 
     @property
     def user_data(self) -> dict[str, str]:
-        """Per member (droplet resource name): the user-data string the droplet was given."""
-        return {reg.name: reg.inputs["userData"] for reg in self.of_type(DROPLET)}
+        """Per member (machine resource name): the user-data its droplet or VM was given."""
+        return {
+            **{reg.name: reg.inputs["userData"] for reg in self.of_type(DROPLET)},
+            # Local VMs get it on the create script's standard input.
+            **{reg.name: reg.inputs["stdin"] for reg in self.of_type(COMMAND)},
+        }
 
     def output(self, name: str) -> Any:
         return self.outputs[name].value
@@ -355,6 +360,9 @@ class ProgramMocks(pulumi_mocks.Mocks):
             return str(name), inputs
         if args.typ == DNS_RECORD:
             return stable.hex, inputs
+        if args.typ == COMMAND:
+            # What a create script prints: progress, never the user-data it was given.
+            return str(stable), {**inputs, "stdout": "", "stderr": "created\n"}
         return str(stable), inputs
 
 

@@ -1,0 +1,98 @@
+"""What the local backends hand their create/delete scripts: command lines and environment.
+
+Pure: no Pulumi imports. The scripts (machines/) take the member's user-data on stdin and
+everything else from these ETCD_VM_* variables (machines/README.md documents each); the seed
+documents are rendered here by the YAML serializer, never by the scripts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cloudinit import seed
+from components import local_network
+from components.settings import Backend, Settings
+from components.topology import Member
+
+# Where each backend's data disk appears in the guest (the disk's serial is `etcd-data`).
+DATA_DEVICES: dict[Backend, str] = {
+    "qemu": "/dev/disk/by-id/virtio-etcd-data",
+    "virtualbox": "/dev/disk/by-id/ata-VBOX_HARDDISK_etcd-data",
+}
+# Run as `/bin/sh <script>` from the project directory, so a moved checkout still works.
+INTERPRETER = ["/bin/sh"]
+
+
+@dataclass(frozen=True)
+class VmScripts:
+    create: str
+    delete: str
+
+
+def scripts(backend: Backend) -> VmScripts:
+    return VmScripts(create=f"machines/{backend}/create-vm", delete=f"machines/{backend}/delete-vm")
+
+
+def vm_name(settings: Settings, member: Member) -> str:
+    """Unique on the machine across stacks and clusters (VirtualBox names are global)."""
+    return f"{settings.resource_prefix}-{member.name}"
+
+
+def _static_address(settings: Settings, member: Member) -> str:
+    if member.static_ipv4 is None:
+        raise ValueError(f"{member.name} has no static address; the backend is {settings.backend}")
+    return f"{member.static_ipv4}/{local_network.prefix_length(settings.local.network_cidr)}"
+
+
+def network_seed(settings: Settings, member: Member) -> seed.NetworkSeed:
+    name = vm_name(settings, member)
+    static = seed.StaticInterface(
+        mac=local_network.mac_address(name),
+        address=_static_address(settings, member),
+        # VirtualBox VMs reach out through their NAT NIC; QEMU VMs through the host's bridge.
+        gateway=(local_network.gateway_ipv4(settings.local.network_cidr)
+                 if settings.backend == "qemu" else None),
+        nameservers=settings.local.nameservers,
+    )
+    if settings.backend == "virtualbox":
+        return seed.NetworkSeed(static=static,
+                                dhcp=(seed.DhcpInterface(mac=nat_mac(settings, member)),))
+    return seed.NetworkSeed(static=static)
+
+
+def nat_mac(settings: Settings, member: Member) -> str:
+    return local_network.mac_address(f"{vm_name(settings, member)}/nat")
+
+
+def environment(settings: Settings, member: Member) -> dict[str, str]:
+    """The ETCD_VM_* variables of one member's create and delete scripts."""
+    name = vm_name(settings, member)
+    local = settings.local
+    variables = {
+        "ETCD_VM_NAME": name,
+        "ETCD_VM_HOSTNAME": member.fqdn,
+        "ETCD_VM_STATE_DIR": f"{local.state_dir.rstrip('/')}/{name}",
+        "ETCD_VM_CPUS": str(local.cpus),
+        "ETCD_VM_MEMORY_MIB": str(local.memory_mib),
+        "ETCD_VM_DATA_DISK_GIB": str(settings.data_volume_size_gib),
+        "ETCD_VM_MAC": local_network.mac_address(name),
+        "ETCD_VM_META_DATA": seed.meta_data(instance_id=name, hostname=member.fqdn),
+        "ETCD_VM_NETWORK_CONFIG": seed.network_config(network_seed(settings, member)),
+        "ETCD_VM_BOOT_TIMEOUT": str(local.boot_timeout_seconds),
+    }
+    if settings.backend == "qemu":
+        variables.update({
+            "ETCD_VM_IMAGE_DIR": local.qemu_image_dir,
+            "ETCD_VM_BRIDGE": local.qemu_bridge,
+            "ETCD_VM_ACCEL": local.qemu_accel,
+        })
+    elif settings.backend == "virtualbox":
+        variables.update({
+            "ETCD_VM_BASE_VM": local.virtualbox_base_vm,
+            "ETCD_VM_HOSTONLY_ADAPTER": local.virtualbox_hostonly_adapter,
+            "ETCD_VM_STORAGE_CONTROLLER": local.virtualbox_storage_controller,
+            "ETCD_VM_NAT_MAC": nat_mac(settings, member),
+        })
+    else:
+        raise ValueError(f"backend {settings.backend} does not run VMs on this machine")
+    return variables
