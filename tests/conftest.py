@@ -54,3 +54,22 @@ def program() -> Callable[..., ProgramRun]:
         return runs[key]
 
     return run
+
+
+@pytest.fixture(scope="session")
+def local_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The local backends' base image (built once per session unless $ETCD_LOCAL_IMAGE_DIR has
+    one); skips naming what is missing to build it."""
+    from guests.image import image_or_skip
+    return image_or_skip(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def etcd_release(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """An etcd 3.5.1 release tarball built from the real binaries: the directory to serve to
+    members, and the tarball's SHA-256."""
+    from guests.commands import build_release_tarball
+    from guests.local_cluster import etcd_bin_dir
+    directory = tmp_path_factory.mktemp("release")
+    _tarball, sha256 = build_release_tarball(etcd_bin_dir(), directory)
+    return directory, sha256

@@ -1,5 +1,5 @@
 """machines/virtualbox/create-vm and delete-vm, run as pulumi-command runs them, against the
-stand-in VBoxManage of tests/machines/fake_vboxmanage (VirtualBox itself cannot run here).
+stand-in VBoxManage of tests/guests/fake_vboxmanage (VirtualBox itself cannot run here).
 
 The fake keeps VirtualBox's state (registered VMs, media, run state), records every call and
 fails like the real one on bad arguments; its guest writes cloud-init's final message to the
@@ -16,8 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from machines.virtualbox import (
+from guests.virtualbox import (
     BASE_VM,
     CONTROLLER,
     CREATE,

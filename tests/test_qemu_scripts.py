@@ -1,0 +1,226 @@
+"""machines/qemu/create-vm and delete-vm: the contract of machines/README.md.
+
+The fast tests need no VM: shellcheck, refusals with clear messages, delete's idempotence and its
+identity check before signalling. The real test boots one VM from the base image on a bridge in
+a network namespace of its own, pings its static address and deletes it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from guests import qemu
+from realcluster import cleanup
+
+REQUIRED = ["ETCD_VM_NAME", "ETCD_VM_STATE_DIR", "ETCD_VM_CPUS", "ETCD_VM_MEMORY_MIB",
+            "ETCD_VM_DATA_DISK_GIB", "ETCD_VM_MAC", "ETCD_VM_META_DATA", "ETCD_VM_NETWORK_CONFIG",
+            "ETCD_VM_BOOT_TIMEOUT", "ETCD_VM_IMAGE_DIR", "ETCD_VM_BRIDGE", "ETCD_VM_ACCEL"]
+USER_DATA = "#cloud-config\nwrite_files:\n  - path: /run/etcd-qemu-test\n    content: booted\n"
+
+
+def environment(state_dir: Path, name: str = "eqt-fast-vm") -> dict[str, str]:
+    return qemu.vm_environment(name, state_dir, mac="52:54:00:00:00:01",
+                               address="192.0.2.10/24", gateway="192.0.2.1")
+
+
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen[bytes]]:
+    """A process that is not QEMU; killed at the end whatever happened."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    yield process
+    process.kill()
+    process.wait()
+
+
+def test_scripts_are_shellcheck_clean() -> None:
+    shellcheck = qemu.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("`shellcheck` not found: install the Debian package `shellcheck`")
+    scripts = [qemu.CREATE, qemu.DELETE]
+    for extra in ([], ["-x"]):
+        done = subprocess.run([shellcheck, *extra, *scripts], cwd=qemu.ROOT, capture_output=True,
+                              text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+    for script in scripts:
+        assert os.access(qemu.ROOT / script, os.X_OK), f"{script} is not executable"
+
+
+@pytest.mark.parametrize("variable", REQUIRED)
+def test_create_names_the_missing_variable(tmp_path: Path, variable: str) -> None:
+    env = environment(tmp_path / "vms" / "eqt-fast-vm")
+    del env[variable]
+    done = qemu.run_script(qemu.CREATE, env, USER_DATA)
+    assert done.returncode != 0
+    assert f"environment variable {variable} is not set" in done.stderr
+    assert "booted" not in done.stdout + done.stderr, "the user-data was printed"
+    assert not (tmp_path / "vms").exists()
+
+
+@pytest.mark.parametrize(("variable", "value"), [("ETCD_VM_ACCEL", "hvf"),
+                                                 ("ETCD_VM_MEMORY_MIB", "2G")])
+def test_create_refuses_bad_values(tmp_path: Path, variable: str, value: str) -> None:
+    env = {**environment(tmp_path / "vms" / "eqt-fast-vm"), variable: value}
+    done = qemu.run_script(qemu.CREATE, env, USER_DATA)
+    assert done.returncode != 0
+    assert variable in done.stderr and value in done.stderr
+    assert not (tmp_path / "vms").exists()
+
+
+def test_create_refuses_a_missing_image(tmp_path: Path) -> None:
+    if qemu.which("qemu-img") is None or qemu.which("qemu-system-x86_64") is None:
+        pytest.skip("QEMU is not installed (qemu-system-x86, qemu-utils)")
+    env = {**environment(tmp_path / "vms" / "eqt-fast-vm"),
+           "ETCD_VM_IMAGE_DIR": str(tmp_path / "no-image")}
+    done = qemu.run_script(qemu.CREATE, env, USER_DATA)
+    assert done.returncode != 0
+    assert "no-image does not exist" in done.stderr
+    assert not (tmp_path / "vms").exists()
+
+
+def test_delete_of_a_never_created_vm_succeeds(tmp_path: Path) -> None:
+    state = tmp_path / "vms" / "eqt-fast-vm"
+    for _ in range(2):
+        done = qemu.run_script(qemu.DELETE, environment(state))
+        assert done.returncode == 0, done.stderr
+    assert not state.exists()
+
+
+def test_delete_leaves_a_process_that_is_not_its_qemu(
+        tmp_path: Path, sleeper: subprocess.Popen[bytes]) -> None:
+    """The pidfile names a live process whose command line lacks the VM's name (the PID was
+    reused): delete must not signal it, and still removes the state directory."""
+    state = tmp_path / "vms" / "eqt-fast-vm"
+    (state / "seed").mkdir(parents=True)
+    (state / "qemu.pid").write_text(f"{sleeper.pid}\n")
+    (state / "console.log").write_text("old\n")
+    done = qemu.run_script(qemu.DELETE, environment(state))
+    assert done.returncode == 0, done.stderr
+    time.sleep(0.5)
+    assert sleeper.poll() is None, "delete signalled a process that is not the VM"
+    assert not state.exists()
+
+
+def test_delete_stops_its_vm_process(tmp_path: Path) -> None:
+    """A process whose command line has `-name NAME` (as the VM's QEMU does) is stopped."""
+    state = tmp_path / "vms" / "eqt-fast-vm"
+    state.mkdir(parents=True)
+    fake = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)",
+                             "-name", "eqt-fast-vm"])
+    try:
+        (state / "qemu.pid").write_text(f"{fake.pid}\n")
+        done = qemu.run_script(qemu.DELETE, environment(state))
+        assert done.returncode == 0, done.stderr
+        assert fake.wait(timeout=10) == -signal.SIGTERM
+        assert not state.exists()
+    finally:
+        fake.kill()
+        fake.wait()
+
+
+def test_delete_refuses_a_directory_it_did_not_make(tmp_path: Path) -> None:
+    state = tmp_path / "not-a-vm"
+    state.mkdir()
+    (state / "precious.txt").write_text("keep me\n")
+    done = qemu.run_script(qemu.DELETE, environment(state))
+    assert done.returncode != 0
+    assert "precious.txt" in done.stderr
+    assert (state / "precious.txt").read_text() == "keep me\n"
+
+
+@pytest.mark.real
+def test_boot_one_vm_ping_and_delete(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    missing = qemu.missing_for_real_vm()
+    if missing:
+        pytest.skip(missing)
+    name = f"eqt{os.getpid()}-vm"
+    state = tmp_path / "vms" / name
+    network = qemu.BridgeNamespace(ipaddress.IPv4Network("192.168.233.0/24"))
+    address = network.host(10)
+    env = qemu.vm_environment(name, state, mac="52:54:00:e7:c0:01",
+                              address=f"{address}/24", gateway=network.gateway,
+                              accel=os.environ.get("ETCD_TEST_QEMU_ACCEL", "auto"))
+
+    def undo() -> None:
+        if state.exists():
+            network.run(qemu.DELETE, env, timeout=120)
+            qemu.kill_vm(state, name)
+        network.close()
+        shutil.rmtree(tmp_path / "vms", ignore_errors=True)
+
+    # Undone in `finally`, or at exit or on SIGTERM/SIGHUP (which skip `finally`).
+    token = cleanup.register(f"QEMU VM {name} and namespace {network.name}", undo)
+    try:
+        started = time.monotonic()
+        created = network.run(qemu.CREATE, env, USER_DATA, timeout=1500)
+        create_seconds = time.monotonic() - started
+        assert created.returncode == 0, created.stderr
+        assert USER_DATA not in created.stdout + created.stderr
+        report(request, "create_seconds", round(create_seconds, 1))
+        report(request, "create_stderr", created.stderr.strip())
+        pid = qemu.qemu_pid(state, name)
+        assert pid is not None, "create returned but its QEMU is not running"
+        rss, peak = qemu.rss_kib(pid)
+        report(request, "qemu_rss_mib", rss // 1024)
+        report(request, "qemu_peak_rss_mib", peak // 1024)
+        assert (state.stat().st_mode & 0o777) == 0o700
+        assert (state / "seed").stat().st_mode & 0o077 == 0
+        assert (state / "seed" / "user-data").stat().st_mode & 0o077 == 0
+        assert network.ping(address, attempts=60), f"{address} does not answer ping"
+
+        deleted = network.run(qemu.DELETE, env, timeout=120)
+        assert deleted.returncode == 0, deleted.stderr
+        assert not qemu.is_vm_process(pid, name), f"QEMU (pid {pid}) still runs after delete"
+        assert not state.exists()
+        assert not (tmp_path / "vms").exists(), list((tmp_path / "vms").iterdir())
+    finally:
+        cleanup.run(token)
+
+
+@pytest.mark.real
+def test_create_that_fails_after_starting_qemu_stops_it(tmp_path: Path) -> None:
+    """Cloud-init cannot finish in 5 s: create fails, stops its QEMU, removes the disks and the
+    seed (private keys) and keeps only the console log, which delete then removes."""
+    missing = qemu.missing_for_real_vm()
+    if missing:
+        pytest.skip(missing)
+    name = f"eqt{os.getpid()}-fail"
+    state = tmp_path / "vms" / name
+    network = qemu.BridgeNamespace(ipaddress.IPv4Network("192.168.235.0/24"))
+    env = qemu.vm_environment(name, state, mac="52:54:00:e7:c0:02",
+                              address=f"{network.host(10)}/24", gateway=network.gateway,
+                              accel="tcg", boot_timeout=5)
+
+    def undo() -> None:
+        if state.exists():
+            network.run(qemu.DELETE, env, timeout=120)
+            qemu.kill_vm(state, name)
+        network.close()
+
+    token = cleanup.register(f"QEMU VM {name} and namespace {network.name}", undo)
+    try:
+        created = network.run(qemu.CREATE, env, USER_DATA, timeout=300)
+        assert created.returncode != 0
+        assert "cloud-init did not finish within 5 s" in created.stderr
+        assert "started (pid" in created.stderr, "QEMU never started: not the case under test"
+        assert [entry.name for entry in state.iterdir()] == ["console.log"]
+        pid = int(created.stderr.split("started (pid ")[1].split(",")[0])
+        assert not qemu.is_vm_process(pid, name), f"create left QEMU (pid {pid}) running"
+        deleted = network.run(qemu.DELETE, env, timeout=120)
+        assert deleted.returncode == 0, deleted.stderr
+        assert not state.exists()
+    finally:
+        cleanup.run(token)
+
+
+def report(request: pytest.FixtureRequest, key: str, value: object) -> None:
+    request.node.user_properties.append((key, value))
+    print(f"[{request.node.name}] {key}: {value}")

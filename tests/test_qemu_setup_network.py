@@ -1,0 +1,65 @@
+"""machines/qemu/setup-network, the one-time host setup of the QEMU backend, run for real inside
+a network namespace of its own (never the host's) with a private bridge ACL file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import realcheck
+
+ROOT = Path(__file__).resolve().parent.parent
+SETUP = ROOT / "machines" / "qemu" / "setup-network"
+
+
+def setup(ns: str, conf: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items() if key != "SUDO_USER"}
+    env["QEMU_BRIDGE_CONF"] = str(conf)
+    return subprocess.run(realcheck.in_netns(ns, ["/bin/sh", str(SETUP), *args]), env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def ip_json(ns: str, *args: str) -> list[dict[str, object]]:
+    done = subprocess.run(["ip", "-n", ns, "-j", *args], capture_output=True, text=True,
+                          check=True, timeout=30)
+    found: list[dict[str, object]] = json.loads(done.stdout)
+    return found
+
+
+def test_shellcheck_finds_nothing() -> None:
+    shellcheck = realcheck.require_tool("shellcheck", "shellcheck")
+    done = subprocess.run([shellcheck, str(SETUP)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout
+
+
+def test_a_gateway_without_a_prefix_length_is_refused(tmp_path: Path) -> None:
+    done = subprocess.run(["/bin/sh", str(SETUP), "etcdbr0", "192.168.56.1"], capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode != 0 and "must carry the prefix length" in done.stderr
+
+
+@pytest.mark.real
+def test_it_makes_the_bridge_allows_it_for_qemu_and_nats_the_network_idempotently(tmp_path: Path) -> None:
+    realcheck.require_tool("nft", "nftables")
+    conf = tmp_path / "qemu" / "bridge.conf"
+    with realcheck.netns() as ns:
+        for _ in range(2):
+            done = setup(ns, conf, "--nat", "etcdtest0", "192.168.77.1/24")
+            assert done.returncode == 0, done.stderr
+        (bridge,) = ip_json(ns, "addr", "show", "dev", "etcdtest0")
+        assert bridge["operstate"] in ("UP", "UNKNOWN", "DOWN")  # no port yet: carrier may be down
+        addresses = [f"{a['local']}/{a['prefixlen']}" for a in bridge["addr_info"]  # type: ignore[attr-defined]
+                     if a["family"] == "inet"]
+        assert addresses == ["192.168.77.1/24"]
+        assert conf.read_text() == "allow etcdtest0\n"
+        rules = subprocess.run(["ip", "netns", "exec", ns, "nft", "list", "table", "ip",
+                                "etcd-local-etcdtest0"], capture_output=True, text=True, check=True,
+                               timeout=30).stdout
+        assert "ip saddr 192.168.77.0/24 ip daddr != 192.168.77.0/24 masquerade" in rules
+        forwarding = subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-n",
+                                     "net.ipv4.ip_forward"], capture_output=True, text=True,
+                                    check=True, timeout=30).stdout.strip()
+        assert forwarding == "1"
