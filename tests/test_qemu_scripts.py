@@ -28,8 +28,10 @@ USER_DATA = "#cloud-config\nwrite_files:\n  - path: /run/etcd-qemu-test\n    con
 
 
 def environment(state_dir: Path, name: str = "eqt-fast-vm") -> dict[str, str]:
+    # No VM is booted with it: the image directory need not exist.
     return qemu.vm_environment(name, state_dir, mac="52:54:00:00:00:01",
-                               address="192.0.2.10/24", gateway="192.0.2.1")
+                               address="192.0.2.10/24", gateway="192.0.2.1",
+                               image_dir=state_dir.parent / "image")
 
 
 @pytest.fixture
@@ -137,8 +139,9 @@ def test_delete_refuses_a_directory_it_did_not_make(tmp_path: Path) -> None:
 
 
 @pytest.mark.real
-def test_boot_one_vm_ping_and_delete(tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    missing = qemu.missing_for_real_vm()
+def test_boot_one_vm_ping_and_delete(tmp_path: Path, request: pytest.FixtureRequest,
+                                     local_image: Path) -> None:
+    missing = qemu.missing_for_real_vm(local_image)
     if missing:
         pytest.skip(missing)
     name = f"eqt{os.getpid()}-vm"
@@ -147,7 +150,7 @@ def test_boot_one_vm_ping_and_delete(tmp_path: Path, request: pytest.FixtureRequ
     address = network.host(10)
     env = qemu.vm_environment(name, state, mac="52:54:00:e7:c0:01",
                               address=f"{address}/24", gateway=network.gateway,
-                              accel=os.environ.get("ETCD_TEST_QEMU_ACCEL", "auto"))
+                              image_dir=local_image, accel=os.environ.get("ETCD_TEST_QEMU_ACCEL", "auto"))
 
     def undo() -> None:
         if state.exists():
@@ -186,10 +189,10 @@ def test_boot_one_vm_ping_and_delete(tmp_path: Path, request: pytest.FixtureRequ
 
 
 @pytest.mark.real
-def test_create_that_fails_after_starting_qemu_stops_it(tmp_path: Path) -> None:
+def test_create_that_fails_after_starting_qemu_stops_it(tmp_path: Path, local_image: Path) -> None:
     """Cloud-init cannot finish in 5 s: create fails, stops its QEMU, removes the disks and the
     seed (private keys) and keeps only the console log, which delete then removes."""
-    missing = qemu.missing_for_real_vm()
+    missing = qemu.missing_for_real_vm(local_image)
     if missing:
         pytest.skip(missing)
     name = f"eqt{os.getpid()}-fail"
@@ -197,7 +200,7 @@ def test_create_that_fails_after_starting_qemu_stops_it(tmp_path: Path) -> None:
     network = qemu.BridgeNamespace(ipaddress.IPv4Network("192.168.235.0/24"))
     env = qemu.vm_environment(name, state, mac="52:54:00:e7:c0:02",
                               address=f"{network.host(10)}/24", gateway=network.gateway,
-                              accel="tcg", boot_timeout=5)
+                              image_dir=local_image, accel="tcg", boot_timeout=5)
 
     def undo() -> None:
         if state.exists():

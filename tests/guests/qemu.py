@@ -30,7 +30,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 CREATE = "machines/qemu/create-vm"
 DELETE = "machines/qemu/delete-vm"
-IMAGE_DIR = Path(os.environ.get("ETCD_TEST_IMAGE_DIR", "/var/tmp/etcd-local-image"))
 SEARCH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # Run in the namespace: exit 0 once ADDRESS answers an echo request, 1 after ATTEMPTS tries.
@@ -69,7 +68,7 @@ def which(name: str) -> str | None:
     return shutil.which(name) or shutil.which(name, path=SEARCH_PATH)
 
 
-def missing_for_real_vm(image_dir: Path = IMAGE_DIR) -> str | None:
+def missing_for_real_vm(image_dir: Path) -> str | None:
     """Why a real VM cannot be booted here (None when it can)."""
     for name, package in (("qemu-system-x86_64", "qemu-system-x86"), ("qemu-img", "qemu-utils"),
                           ("cloud-localds", "cloud-image-utils"), ("ip", "iproute2"),
@@ -85,12 +84,12 @@ def missing_for_real_vm(image_dir: Path = IMAGE_DIR) -> str | None:
     subprocess.run(["ip", "netns", "del", probe], capture_output=True)
     if not (image_dir / "build-info").is_file():
         return (f"no base image at {image_dir} (no build-info): run machines/build-local-image "
-                "or set ETCD_TEST_IMAGE_DIR")
+                "or set ETCD_LOCAL_IMAGE_DIR")
     return None
 
 
 def vm_environment(name: str, state_dir: Path, *, mac: str, address: str, gateway: str,
-                   image_dir: Path = IMAGE_DIR, bridge: str = "br0", accel: str = "auto",
+                   image_dir: Path, bridge: str = "br0", accel: str = "auto",
                    cpus: int = 2, memory_mib: int = 1024, data_disk_gib: int = 2,
                    boot_timeout: int = 900) -> dict[str, str]:
     """The ETCD_VM_* variables for one VM: `address` is CIDR, static, matched by `mac`.
