@@ -55,7 +55,7 @@ from types import TracebackType
 from typing import IO, Any
 
 import yaml
-from realcluster import cleanup
+from realcluster import cleanup, netns
 
 SEARCH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # The environment commands run with inside a container (nsenter passes ours on otherwise).
@@ -176,23 +176,9 @@ def _run(argv: Sequence[str], timeout: float = 60, check: bool = True) -> subpro
     return done
 
 
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def stale(name: str) -> bool:
     """A name this harness made (`enc<pid>-...`) in a process that no longer exists."""
-    found = STALE_NAME.match(name)
-    if found is None:
-        return False
-    pid = int(found.group(1))
-    return pid != os.getpid() and not process_alive(pid)
+    return netns.stale(name, STALE_NAME)
 
 
 @functools.cache

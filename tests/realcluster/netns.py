@@ -68,9 +68,10 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def stale(name: str) -> bool:
-    """A name this harness made (`erc<pid>-...`) in a process that no longer exists."""
-    found = STALE_NAME.match(name)
+def stale(name: str, pattern: re.Pattern[str] = STALE_NAME) -> bool:
+    """A name a harness made (`erc<pid>-...`, or `pattern` with the PID as its first group) in a
+    process that no longer exists."""
+    found = pattern.match(name)
     if found is None:
         return False
     pid = int(found.group(1))
