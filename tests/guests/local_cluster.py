@@ -170,6 +170,7 @@ def qemu_stack(run_program: Callable[..., ProgramRun], image: Path, release: tup
     delete script fails the caller; after a failure (or on a signal) they run best-effort, and
     any VM still running is killed."""
     served, sha256 = release
+    workdir.mkdir(parents=True, exist_ok=True)
     run = run_program(local_stack_config(
         members=members, state_dir=workdir / "vms", image_dir=image, release_sha256=sha256,
         bridge="br0", gateway=str(QEMU_SUBNET.network_address + 1), vmBootTimeoutSeconds=1200),
