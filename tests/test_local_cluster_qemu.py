@@ -7,7 +7,7 @@ The scripts run as pulumi-command runs them (tests/guests/commands.py): `/bin/sh
 machines/qemu/create-vm` in the project directory, the member's user-data on stdin, the
 resource's environment. They run inside a network namespace holding the stack's bridge
 (tests/guests/qemu.py), so the host's network is never touched. Under software emulation
-(these machines: KVM cannot boot a guest) this takes about 6-8 minutes.
+(these machines: KVM cannot boot a guest) this takes about 3-6 minutes.
 """
 
 from __future__ import annotations
