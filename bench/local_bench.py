@@ -20,8 +20,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -46,16 +46,13 @@ BARE_MAC = "52:54:00:be:0e:01"
 BARE_ADDRESS = "192.168.56.50"
 
 
-def timed(label: str, figures: dict[str, float]) -> Any:
-    class Timer:
-        def __enter__(self) -> None:
-            self.started = time.monotonic()
-
-        def __exit__(self, *exc: object) -> None:
-            figures[label] = time.monotonic() - self.started
-            print(f"  {label}: {figures[label]:.1f} s", flush=True)
-
-    return Timer()
+@contextlib.contextmanager
+def timed(label: str, figures: dict[str, float]) -> Iterator[None]:
+    """Record (and print) how long the block took as figures[label]."""
+    started = time.monotonic()
+    yield
+    figures[label] = time.monotonic() - started
+    print(f"  {label}: {figures[label]:.1f} s", flush=True)
 
 
 def bare_seed_documents(name: str) -> tuple[str, str, str]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,15 +23,6 @@ from guests.nspawn import NspawnCluster, Unavailable, cloud_init_problems
 
 pytestmark = pytest.mark.real
 
-
-
-def etcdctl(cluster: LocalCluster, *args: str, endpoints: list[str] | None = None,
-            check: bool = True) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(cluster.etcdctl(*args, endpoints=endpoints), capture_output=True,
-                          text=True, timeout=90)
-    if check:
-        assert done.returncode == 0, f"etcdctl {' '.join(args)}: {done.stdout}{done.stderr}"
-    return done
 
 
 @contextlib.contextmanager
@@ -56,7 +46,7 @@ def test_three_members_form_a_healthy_cluster_from_their_user_data(three: Any) -
     cluster, _machines = three
     health = wait_healthy(cluster)
     assert health.returncode == 0, health.stdout + health.stderr
-    members = json.loads(etcdctl(cluster, "member", "list", "-w", "json").stdout)["members"]
+    members = json.loads(cluster.run_etcdctl("member", "list", "-w", "json").stdout)["members"]
     assert sorted(member["name"] for member in members) == ["etcd-1", "etcd-2", "etcd-3"]
 
 
@@ -71,9 +61,9 @@ def test_cloud_init_finishes_clean_on_every_member(three: Any) -> None:
 def test_the_exported_endpoints_and_apiserver_cert_read_and_write_from_the_host(three: Any) -> None:
     cluster, _machines = three
     wait_healthy(cluster)
-    etcdctl(cluster, "put", "/registry/e2e/from-host", "written-through-etcd_servers")
+    cluster.run_etcdctl("put", "/registry/e2e/from-host", "written-through-etcd_servers")
     for endpoint in cluster.run.output("endpoints"):
-        got = etcdctl(cluster, "get", "/registry/e2e/from-host", "--print-value-only",
+        got = cluster.run_etcdctl("get", "/registry/e2e/from-host", "--print-value-only",
                       endpoints=[endpoint])
         assert got.stdout.strip() == "written-through-etcd_servers", endpoint
 
@@ -106,16 +96,16 @@ def test_member_names_resolve_from_etc_hosts_inside_every_member(three: Any) -> 
 def test_a_restarted_member_keeps_its_data_and_rejoins(three: Any) -> None:
     cluster, machines = three
     wait_healthy(cluster)
-    etcdctl(cluster, "put", "/registry/e2e/before-restart", "kept")
-    before = json.loads(etcdctl(cluster, "member", "list", "-w", "json").stdout)["members"]
+    cluster.run_etcdctl("put", "/registry/e2e/before-restart", "kept")
+    before = json.loads(cluster.run_etcdctl("member", "list", "-w", "json").stdout)["members"]
     machines.restart("etcd-2")
     machines.wait_booted("etcd-2")
     health = wait_healthy(cluster)
     assert health.returncode == 0, health.stdout + health.stderr
-    after = json.loads(etcdctl(cluster, "member", "list", "-w", "json").stdout)["members"]
+    after = json.loads(cluster.run_etcdctl("member", "list", "-w", "json").stdout)["members"]
     assert {m["name"]: m["ID"] for m in after} == {m["name"]: m["ID"] for m in before}
     # Served by etcd-2 itself, from the data it kept (a serializable read is answered locally).
-    got = etcdctl(cluster, "get", "/registry/e2e/before-restart", "--print-value-only",
+    got = cluster.run_etcdctl("get", "/registry/e2e/before-restart", "--print-value-only",
                   "--consistency=s", endpoints=[cluster.endpoint("etcd-2")])
     assert got.stdout.strip() == "kept"
     # A reboot is not a first boot: cloud-init did not run the user-data again.
@@ -131,7 +121,7 @@ def test_five_members_form_a_healthy_cluster(program: Any, local_image: Path,
     with containers(program, local_image, etcd_release, 5, tmp_path) as (cluster, machines):
         health = wait_healthy(cluster)
         assert health.returncode == 0, health.stdout + health.stderr
-        members = json.loads(etcdctl(cluster, "member", "list", "-w", "json").stdout)["members"]
+        members = json.loads(cluster.run_etcdctl("member", "list", "-w", "json").stdout)["members"]
         assert len(members) == 5
         for name in machines.members:
             assert cloud_init_problems(cluster.cloud_init_status[name]) == []

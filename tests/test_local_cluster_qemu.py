@@ -13,21 +13,14 @@ resource's environment. They run inside a network namespace holding the stack's 
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from guests.local_cluster import LocalCluster, qemu_stack, wait_healthy
+from guests.local_cluster import qemu_stack, wait_healthy
 from guests.qemu import missing_for_real_vm, qemu_pid
 
 pytestmark = pytest.mark.real
-
-
-def etcdctl(cluster: LocalCluster, *args: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(cluster.etcdctl(*args), capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, f"etcdctl {' '.join(args)}: {done.stdout}{done.stderr}"
-    return done
 
 
 def test_three_qemu_vms_form_a_healthy_cluster_and_delete_removes_every_vm_and_file(
@@ -38,10 +31,10 @@ def test_three_qemu_vms_form_a_healthy_cluster_and_delete_removes_every_vm_and_f
     with qemu_stack(program, local_image, etcd_release, 3, tmp_path) as cluster:
         health = wait_healthy(cluster)
         assert health.returncode == 0, health.stdout + health.stderr
-        members = json.loads(etcdctl(cluster, "member", "list", "-w", "json").stdout)["members"]
+        members = json.loads(cluster.run_etcdctl("member", "list", "-w", "json").stdout)["members"]
         assert sorted(member["name"] for member in members) == ["etcd-1", "etcd-2", "etcd-3"]
-        etcdctl(cluster, "put", "/registry/e2e/qemu", "whole-machine")
-        got = etcdctl(cluster, "get", "/registry/e2e/qemu", "--print-value-only")
+        cluster.run_etcdctl("put", "/registry/e2e/qemu", "whole-machine")
+        got = cluster.run_etcdctl("get", "/registry/e2e/qemu", "--print-value-only")
         assert got.stdout.strip() == "whole-machine"
         vms = [(Path(command.environment["ETCD_VM_STATE_DIR"]), command.environment["ETCD_VM_NAME"])
                for command in cluster.commands]

@@ -8,6 +8,7 @@ resource's `environment`, the user-data on stdin, the project directory as worki
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -39,12 +40,12 @@ class VmCommand:
     def argv(self, which: Literal["create", "delete"]) -> list[str]:
         return [*self.interpreter, self.create if which == "create" else self.delete]
 
-    def process_environment(self, which: Literal["create", "delete"],
-                            previous_stdout: str = "") -> dict[str, str]:
+    def process_environment(self, which: Literal["create", "delete"]) -> dict[str, str]:
         env = {**os.environ, **self.environment}
         if which == "delete":
-            # pulumi-command hands delete what create printed (add_previous_output_in_env).
-            env["PULUMI_COMMAND_STDOUT"] = previous_stdout
+            # pulumi-command hands delete what create printed (add_previous_output_in_env); the
+            # create scripts print nothing on stdout.
+            env["PULUMI_COMMAND_STDOUT"] = ""
             env["PULUMI_COMMAND_STDERR"] = ""
         return env
 
@@ -67,10 +68,12 @@ def vm_commands(run: ProgramRun) -> list[VmCommand]:
 def start(command: VmCommand, which: Literal["create", "delete"], wrapper: Sequence[str] = (),
           log: Path | None = None) -> subprocess.Popen[str]:
     """Start a create or delete script; `wrapper` runs it inside e.g. `ip netns exec NS`."""
-    output = log.open("w") if log else subprocess.DEVNULL
-    process = subprocess.Popen(
-        [*wrapper, *command.argv(which)], cwd=ROOT, env=command.process_environment(which),
-        stdin=subprocess.PIPE, stdout=output, stderr=subprocess.STDOUT, text=True)
+    with contextlib.ExitStack() as files:
+        # The child keeps its own copy of the log's descriptor; this process needs none.
+        output = files.enter_context(log.open("w")) if log else subprocess.DEVNULL
+        process = subprocess.Popen(
+            [*wrapper, *command.argv(which)], cwd=ROOT, env=command.process_environment(which),
+            stdin=subprocess.PIPE, stdout=output, stderr=subprocess.STDOUT, text=True)
     assert process.stdin is not None
     process.stdin.write(command.stdin if which == "create" else "")
     process.stdin.close()

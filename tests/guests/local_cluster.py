@@ -66,8 +66,6 @@ class LocalCluster:
     run: ProgramRun
     commands: list[VmCommand]
     files: ClientFiles
-    # Runs argv in the namespace of the members' bridge.
-    namespace_argv: Callable[[Sequence[str]], list[str]]
     namespace: str
     # `cloud-init status --long` of each member once it finished.
     cloud_init_status: dict[str, str] = field(default_factory=dict)
@@ -82,6 +80,16 @@ class LocalCluster:
             f"--cert={self.files.cert}", f"--key={self.files.key}",
             f"--command-timeout={int(timeout)}s", *args,
         ], hosts_file=self.files.hosts)
+
+    def run_etcdctl(self, *args: str, endpoints: Sequence[str] | None = None,
+                    check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run etcdctl (see `etcdctl`); with `check`, a failure fails the caller with its output."""
+        # etcdctl itself gives up after its --command-timeout (60 s).
+        done = subprocess.run(self.etcdctl(*args, endpoints=endpoints), capture_output=True,
+                              text=True, timeout=90)
+        if check:
+            assert done.returncode == 0, f"etcdctl {' '.join(args)}: {done.stdout}{done.stderr}"
+        return done
 
     def endpoint(self, member: str) -> str:
         endpoints: list[str] = self.run.output("endpoints")
@@ -107,8 +115,7 @@ def wait_healthy(cluster: LocalCluster, timeout: float = 300) -> subprocess.Comp
     """etcd starts with --no-block: cloud-init done does not mean the cluster has formed yet."""
     deadline = time.monotonic() + timeout
     while True:
-        done = subprocess.run(cluster.etcdctl("endpoint", "health", "--cluster"),
-                              capture_output=True, text=True, timeout=120)
+        done = cluster.run_etcdctl("endpoint", "health", "--cluster", check=False)
         if done.returncode == 0 or time.monotonic() > deadline:
             return done
         time.sleep(2)
@@ -139,7 +146,6 @@ def nspawn_stack(run_program: Callable[..., ProgramRun], image: Path, release: t
                                     stderr=subprocess.DEVNULL)
         cluster = LocalCluster(run=run, commands=stack_commands(run),
                                files=client_files(run, workdir / "client"),
-                               namespace_argv=machines.bridge_argv,
                                namespace=machines.bridge_namespace)
         machines.start_all()
         with ThreadPoolExecutor(len(seeds)) as pool:
@@ -206,7 +212,6 @@ def qemu_stack(run_program: Callable[..., ProgramRun], image: Path, release: tup
                 log = (workdir / f"{command.member}.create.log").read_text()
                 raise AssertionError(f"create of {command.member} failed ({code}):\n{log}")
         yield LocalCluster(run=run, commands=commands, files=client_files(run, workdir / "client"),
-                           namespace_argv=lambda argv: ["ip", "netns", "exec", bridge.name, *argv],
                            namespace=bridge.name)
     except BaseException:
         cleanup.run(vms_token)
