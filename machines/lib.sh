@@ -19,6 +19,16 @@ require_env() {
     done
 }
 
+require_whole_numbers() {
+    for variable in "$@"; do
+        eval "value=\${$variable-}"
+        # shellcheck disable=SC2154 # set by the eval above
+        case $value in
+            '' | *[!0-9]*) die "$variable must be a whole number, got '$value'" ;;
+        esac
+    done
+}
+
 # write_seed DIR: user-data from stdin, meta-data and network-config from the environment, then
 # a NoCloud `cidata` ISO at DIR/seed.iso. The user-data holds private keys: only the owner may
 # read the directory.
