@@ -40,9 +40,12 @@ def etcdctl_env(cluster: str, endpoints: Sequence[str], ca_pem: str, cert_pem: s
     """
     directory = f"${{HOME}}/.config/etcd/{cluster}"
     files = {"ca.crt": ca_pem, "operator.crt": cert_pem, "operator.key": key_pem}
-    lines = ["umask 077", f'mkdir -p "{directory}"']
+    # The files are written in a subshell: its umask keeps the key private without changing
+    # the umask of the shell that sources the snippet.
+    lines = ["(", "  set -e", "  umask 077", f'  mkdir -p "{directory}"']
     for name, content in files.items():
-        lines.append(f'printf %s {shlex.quote(content)} > "{directory}/{name}"')
+        lines.append(f'  printf %s {shlex.quote(content)} > "{directory}/{name}"')
+    lines.append(")")
     exports = {
         "ETCDCTL_API": "3",
         "ETCDCTL_ENDPOINTS": ",".join(endpoints),

@@ -36,3 +36,13 @@ def test_etcdctl_snippet_writes_the_files_and_exports_the_variables(tmp_path) ->
     assert oct((directory / "operator.key").stat().st_mode & 0o777) == "0o600"
     assert f"ETCDCTL_ENDPOINTS={','.join(ENDPOINTS)}" in result.stdout.splitlines()
     assert f"ETCDCTL_KEY={directory}/operator.key" in result.stdout.splitlines()
+
+
+def test_sourcing_the_etcdctl_snippet_leaves_the_shells_umask_alone(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    snippet = tmp_path / "etcd.sh"
+    snippet.write_text(etcdctl_env("dev", ENDPOINTS, "CA\n", "CERT\n", "KEY\n"))
+    result = subprocess.run(["sh", "-c", 'umask 022; . "$1"; umask', "sh", str(snippet)],
+                            env={**os.environ, "HOME": str(tmp_path)},
+                            capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "0022"
+    assert oct((tmp_path / ".config/etcd/dev/operator.key").stat().st_mode & 0o777) == "0o600"
