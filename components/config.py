@@ -7,7 +7,12 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from components.settings import PROJECT, Settings, load_settings
+from components.settings import PROJECT, Settings, SettingsError, load_settings
+
+
+class StackSettingsError(SettingsError, pulumi.RunError):
+    """Bad settings, reported by the Pulumi SDK as the message alone: any other exception is
+    shown as "Program failed with an unhandled exception" and a traceback that buries it."""
 
 
 def raw_project_config() -> dict[str, Any]:
@@ -19,4 +24,7 @@ def raw_project_config() -> dict[str, Any]:
 
 
 def stack_settings() -> Settings:
-    return load_settings(raw_project_config(), pulumi.get_stack())
+    try:
+        return load_settings(raw_project_config(), pulumi.get_stack())
+    except SettingsError as error:
+        raise StackSettingsError(error.problems) from None

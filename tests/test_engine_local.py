@@ -1,0 +1,216 @@
+"""The program under the real Pulumi engine (tests/engine.py): what users run, run for real.
+
+- Bad settings fail a real `pulumi preview` with the program's message, and nothing is created.
+- The policy pack runs under the engine (`pulumi preview --policy-pack policy`) and stops a
+  preview that breaks a policy with that policy's message.
+- The local stack's whole life, as an unprivileged user (as the README has users run it):
+  `pulumi up` boots 3 QEMU members that form a healthy cluster, reached through the stack's own
+  outputs with real etcdctl; `pulumi preview --expect-no-changes` and a second `pulumi up` plan
+  nothing; the example consumer reads the outputs through a real StackReference; `pulumi
+  destroy` leaves no VM, disk, seed or process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import realcheck
+from engine import (
+    BRIDGE_HELPER,
+    Project,
+    local_engine_stack,
+    offline_local_config,
+    scratch_dir,
+    toolchain_or_skip,
+)
+from guests.commands import hosts_file
+from guests.qemu import missing_for_real_vm
+
+pytestmark = pytest.mark.real
+
+REPO = Path(__file__).resolve().parents[1]
+STACK = "e2e"
+# What a preview or up of the local stack registers besides the stack itself.
+LOCAL_TYPES = {"tls:index/privateKey:PrivateKey", "tls:index/selfSignedCert:SelfSignedCert",
+               "tls:index/certRequest:CertRequest", "tls:index/locallySignedCert:LocallySignedCert",
+               "command:local:Command"}
+
+
+@pytest.fixture(scope="module")
+def toolchain() -> Path:
+    return toolchain_or_skip()
+
+
+def custom_resources(project: Project) -> list[dict[str, Any]]:
+    return [resource for resource in project.resources(STACK)
+            if resource.get("custom") and not resource["type"].startswith("pulumi:providers:")]
+
+
+def test_a_bad_setting_fails_the_real_preview_naming_the_setting_and_the_fix_and_creates_nothing(
+        toolchain: Path) -> None:
+    with scratch_dir("engine-bad-") as directory:
+        project = Project(directory, toolchain)
+        project.init_stack(STACK, offline_local_config(directory, memberCount=4,
+                                                       electionTimeoutMs=400))
+        preview = project.pulumi("preview", "--stack", STACK, check=False)
+        assert preview.returncode != 0, preview.stdout
+        shown = preview.stdout + preview.stderr
+        assert "invalid stack configuration (2 problem(s))" in shown, shown
+        assert "etcd-cluster:memberCount = 4" in shown and "Use 3 (tolerates 1 failure)" in shown, shown
+        assert "etcd-cluster:electionTimeoutMs = 400" in shown, shown
+        # The program stops before registering anything: the engine has nothing to create, and
+        # no Python traceback buries the message.
+        assert "Traceback" not in shown, shown
+        up = project.pulumi("up", "--yes", "--skip-preview", "--stack", STACK, check=False)
+        assert up.returncode != 0, up.stdout
+        assert custom_resources(project) == []
+
+
+def test_the_policy_pack_runs_under_the_engine_and_a_preview_that_breaks_a_policy_fails(
+        toolchain: Path) -> None:
+    policy = REPO / "policy"
+    if not (policy / ".venv" / "bin" / "python").exists():
+        pytest.skip("policy/.venv is missing: python3 -m venv policy/.venv && "
+                    "policy/.venv/bin/pip install -r policy/requirements.txt (.ci/run does)")
+    with scratch_dir("engine-policy-") as directory:
+        project = Project(directory, toolchain)
+        project.init_stack(STACK, offline_local_config(directory))
+        passing = project.pulumi("preview", "--stack", STACK, "--policy-pack", str(policy),
+                                 "--policy-pack-config", str(policy / "config.json"),
+                                 "--json", check=False)
+        assert passing.returncode == 0, passing.stdout + passing.stderr
+        plan = json.loads(passing.stdout)
+        planned = {step["newState"]["type"] for step in plan["steps"] if step["op"] == "create"}
+        assert planned >= LOCAL_TYPES, planned
+        assert not plan.get("diagnostics") or all(
+            item.get("severity") != "error" for item in plan["diagnostics"]), plan["diagnostics"]
+
+        for setting, value in (("certValidityHours", "1440"), ("certEarlyRenewalHours", "168")):
+            project.pulumi("config", "set", setting, value, "--stack", STACK)
+        failing = project.pulumi("preview", "--stack", STACK, "--policy-pack", str(policy),
+                                 "--policy-pack-config", str(policy / "config.json"), check=False)
+        shown = failing.stdout + failing.stderr
+        assert failing.returncode != 0, shown
+        assert "etcd-certificate-minimum-validity" in shown, shown
+        assert "valid for 1440 hours (60 days), less than minimumCertValidityDays = 90 days" in shown, shown
+
+
+def test_the_local_stack_comes_up_healthy_plans_no_changes_feeds_a_consumer_and_destroy_leaves_nothing(
+        toolchain: Path, local_image: Path, etcd_release: tuple[Path, str]) -> None:
+    missing = missing_for_real_vm(local_image)
+    if missing:
+        pytest.skip(missing)
+    if not BRIDGE_HELPER.exists():
+        pytest.skip(f"{BRIDGE_HELPER} is missing: install the Debian package qemu-system-x86")
+    with scratch_dir("engine-local-") as directory, local_engine_stack(
+            toolchain, local_image, etcd_release, directory, STACK) as local:
+        up = local.pulumi("up", "--yes")
+        assert "created" in up.stdout, up.stdout
+        outputs = local.project.outputs(STACK)
+        check_healthy_through_outputs(outputs, local.namespace, directory / "client")
+
+        # Nothing this program does may plan a change on a stack that is up to date.
+        again = local.pulumi("preview", "--expect-no-changes", check=False)
+        assert again.returncode == 0, again.stdout + again.stderr
+        second = local.pulumi("up", "--yes", "--expect-no-changes", check=False)
+        assert second.returncode == 0, second.stdout + second.stderr
+
+        # Secrets are encrypted in the state: no private key in clear.
+        state = local.project.state_text()
+        assert "PRIVATE KEY" not in state
+        assert outputs["apiserver_client_key_pem"].strip() not in state
+
+        check_consumer(local.project, directory / "consumer")
+
+        destroy = local.pulumi("destroy", "--yes", timeout=900)
+        assert "deleted" in destroy.stdout, destroy.stdout
+        assert custom_resources(local.project) == []
+        assert not local.vms.exists() or not any(local.vms.iterdir()), sorted(local.vms.iterdir())
+        assert not _qemu_processes_under(directory), "a QEMU process outlived destroy"
+
+
+def check_healthy_through_outputs(outputs: dict[str, Any], namespace: str, files: Path) -> None:
+    """kube-apiserver's view (etcd_servers, CA, client cert) and an operator's (etcdctl_env)."""
+    files.mkdir(parents=True)
+    hosts = hosts_file(files / "hosts", {member["fqdn"]: member["private_ipv4"]
+                                         for member in outputs["members"]})
+    (files / "ca.pem").write_text(outputs["ca_pem"])
+    (files / "client.pem").write_text(outputs["apiserver_client_cert_pem"])
+    key = files / "client-key.pem"
+    key.touch(mode=0o600)
+    key.write_text(outputs["apiserver_client_key_pem"])
+    etcdctl = realcheck.etcd_binary("3.5", "etcdctl")
+    apiserver = [str(etcdctl), f"--endpoints={outputs['etcd_servers']}",
+                 f"--cacert={files / 'ca.pem'}", f"--cert={files / 'client.pem'}", f"--key={key}"]
+
+    def run(argv: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(realcheck.in_netns(namespace, argv, hosts_file=hosts),
+                              capture_output=True, text=True, timeout=120,
+                              env={**os.environ, **env})
+
+    health = None
+    for _attempt in range(60):
+        health = run([*apiserver, "endpoint", "health", "--cluster"])
+        if health.returncode == 0:
+            break
+        subprocess.run(["sleep", "5"], check=True)
+    assert health is not None and health.returncode == 0, health and health.stdout + health.stderr
+    put = run([*apiserver, "put", "/registry/engine/e2e", "real-engine"])
+    assert put.returncode == 0, put.stderr
+    got = run([*apiserver, "get", "/registry/engine/e2e", "--print-value-only"])
+    assert got.stdout.strip() == "real-engine", got.stdout + got.stderr
+
+    # The operator's snippet, sourced as the README says, in a shell of its own.
+    snippet = files / "etcdctl.env"
+    snippet.write_text(outputs["etcdctl_env"])
+    operator = run(["sh", "-c", f'set -a; . "$1"; set +a; exec {etcdctl} endpoint health --cluster',
+                    "sh", str(snippet)], HOME=str(files))
+    assert operator.returncode == 0, operator.stdout + operator.stderr
+    assert operator.stderr.count("is healthy") == 3, operator.stderr
+
+
+def check_consumer(etcd: Project, directory: Path) -> None:
+    """examples/kubeadm-consumer against the etcd stack's state, through a real StackReference."""
+    consumer = directory
+    shutil.copytree(REPO / "examples" / "kubeadm-consumer", consumer,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (consumer / ".venv").symlink_to(REPO / ".venv")
+    env = {**etcd.env(), "HOME": str(consumer)}
+
+    def pulumi(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([str(etcd.toolchain / "bin" / "pulumi"), *args], cwd=consumer,
+                              env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"pulumi {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+        return done
+
+    pulumi("stack", "init", "consumer", "--non-interactive")
+    pulumi("config", "set", "etcdStack", f"organization/etcd-cluster/{STACK}")
+    pulumi("up", "--yes", "--skip-preview")
+    outputs = json.loads(pulumi("stack", "output", "--json", "--show-secrets").stdout)
+    endpoints = etcd.outputs(STACK)["endpoints"]
+    assert all(endpoint in outputs["cluster_configuration"] for endpoint in endpoints), outputs
+    assert outputs["kube_apiserver_etcd_flags"], outputs
+    assert "PRIVATE KEY" in json.dumps(outputs["etcd_pki_files"])
+    plain = json.loads(pulumi("stack", "output", "--json").stdout)
+    assert plain["etcd_pki_files"] == "[secret]", plain
+    pulumi("destroy", "--yes")
+
+
+def _qemu_processes_under(directory: Path) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if "qemu-system" in cmdline and str(directory) in cmdline:
+                found.append(int(proc.name))
+    return found
+
