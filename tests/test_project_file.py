@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from components.settings import PROJECT, SPECS, SettingsError, load_settings
@@ -36,12 +37,27 @@ def test_every_setting_is_declared_with_its_type_description_and_default() -> No
         assert entry["default"] == ("" if spec.default is None else spec.default), spec.key
 
 
-def test_the_dev_stack_is_a_valid_three_member_cluster() -> None:
+def dev_stack_settings() -> dict[str, Any]:
     stack = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
-    raw = {key.removeprefix(f"{PROJECT}:"): value for key, value in stack.items()
-           if key.startswith(f"{PROJECT}:")}
-    settings = load_settings(raw, "dev")
+    return {key.removeprefix(f"{PROJECT}:"): value for key, value in stack.items()
+            if key.startswith(f"{PROJECT}:")}
+
+
+def test_the_committed_dev_stack_is_refused_until_the_user_sets_their_zone() -> None:
+    # A committed stand-in zone that passes validation would let `pulumi up` create protected
+    # droplets before Cloudflare rejects the zone; without one, nothing is created.
+    with pytest.raises(SettingsError) as refused:
+        load_settings(dev_stack_settings(), "dev")
+    assert [problem.split(": ")[0] for problem in refused.value.problems] == [
+        "etcd-cluster:dnsZone = None", "etcd-cluster:cloudflareZoneId = None"]
+    assert all("is required" in problem for problem in refused.value.problems)
+
+
+def test_the_dev_stack_with_the_users_zone_is_a_valid_three_member_cluster() -> None:
+    settings = load_settings({**dev_stack_settings(), "dnsZone": "k8s.example.net",
+                              "cloudflareZoneId": "f" * 32}, "dev")
     assert settings.member_count == 3
+    assert settings.admin_cidrs == ()
 
 
 def test_the_readme_error_example_is_what_the_program_prints() -> None:
