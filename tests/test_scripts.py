@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.server
 import io
 import os
 import pwd
 import subprocess
 import tarfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -245,11 +247,56 @@ def test_etcd_install_installs_nothing_from_a_tarball_of_another_version(
     assert listing.strip() == "", f"left installed after refusing the tarball:\n{listing}"
 
 
+@contextlib.contextmanager
+def failing_server(body: bytes) -> Iterator[str]:
+    """An HTTP server on 127.0.0.1 that answers 404 with `body`; yields its URL."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/{TARBALL_DIR}.tar.gz"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=30)
+
+
 @pytest.mark.real
-def test_etcd_install_fails_when_the_download_fails(tmp_path: Path) -> None:
+def test_etcd_install_fails_when_the_download_fails(release_tarball: tuple[Path, str],
+                                                    tmp_path: Path) -> None:
+    # The server answers 404 (a status curl does not retry) with the real tarball as its body,
+    # and the checksum is the right one: were the HTTP error ignored, the checksum would pass and
+    # etcd would be installed.
+    tarball, sha = release_tarball
+    with failing_server(tarball.read_bytes()) as url:
+        results, listing = run_install(tmp_path, (VERSION, url, sha))
+    [result] = results
+    assert result.returncode != 0, result.stdout
+    assert "The requested URL returned error: 404" in result.stderr, result.stderr
+    assert "sha256sum" not in result.stderr and ": OK" not in result.stdout, "went on past curl"
+    assert listing.strip() == "", f"installed from a failed download:\n{listing}"
+
+
+@pytest.mark.real
+def test_etcd_install_fails_when_the_file_is_missing(release_tarball: tuple[Path, str],
+                                                     tmp_path: Path) -> None:
+    _tarball, sha = release_tarball
     missing = (tmp_path / "missing.tar.gz").as_uri()
-    [result], listing = run_install(tmp_path, (VERSION, missing, "ab" * 32))
+    [result], listing = run_install(tmp_path, (VERSION, missing, sha))
     assert result.returncode != 0
+    assert "curl: (37)" in result.stderr, result.stderr  # curl's "couldn't read a file:// file"
+    assert "sha256sum" not in result.stderr and ": OK" not in result.stdout, "went on past curl"
     assert listing.strip() == ""
 
 

@@ -122,8 +122,11 @@ def test_cloud_init_schema_rejects_a_hand_written_runcmd_with_colon_space(tmp_pa
     path = tmp_path / "bad.yaml"
     path.write_text("#cloud-config\nruncmd:\n  - echo etcd: started\n")
     result = realcheck.cloud_init_schema(path)
-    assert result.returncode != 0
-    assert "Valid cloud-config" not in result.stdout
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "Valid cloud-config" not in output
+    # Refused for the reason under test: the entry became a mapping, not a command.
+    assert "Cloud config schema errors: runcmd.0: {'echo etcd': 'started'} is not valid" in output, output
 
 
 # --- what the document holds ----------------------------------------------------------------
