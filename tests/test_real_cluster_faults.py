@@ -5,7 +5,8 @@ every member back, so a step never depends on how the previous one ended. Every 
 cluster acknowledges (etcdctl exit 0, through the exported endpoints and kube-apiserver client
 certificate) goes into a ledger. The steps that claim "nothing acknowledged is lost" write
 hundreds of keys of their own, through the fault, and check each of those (and the ledger) is
-there afterwards, so each means something when run alone. Times are reported (stdout, JUnit properties), never asserted.
+there afterwards, so each means something when run alone. Times are reported (stdout, JUnit
+properties), never asserted.
 """
 
 from __future__ import annotations
