@@ -33,6 +33,8 @@ class PinnedRelease:
 # project named in `source` (read there, not computed here: there is no internet on CI).
 # Only checksums that independent projects agree on are pinned; for any other release (3.6.15,
 # say, seen pinned by a single project) set `etcdSha256` from upstream's SHA256SUMS.
+# tests/data/etcd-release-sha256sums.txt records each one apart from this code, with its sources;
+# tests/test_releases.py checks the two agree (add a release to both).
 PINNED: dict[str, PinnedRelease] = {
     release.version: release
     for release in (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from collections.abc import Callable, Mapping
@@ -73,3 +74,57 @@ def etcd_release(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     directory = tmp_path_factory.mktemp("release")
     _tarball, sha256 = build_release_tarball(etcd_bin_dir(), directory)
     return directory, sha256
+
+
+# --- under CI a skip is a failure -----------------------------------------------------------
+# Outside CI a test that cannot run here (no root, a tool not installed) skips with a reason. CI
+# installs everything (.ci/run), so there a skip means a check did not run: the run fails, with
+# every skip and its reason listed. xfail is not a skip (pytest reports it as skipped with
+# `wasxfail`); deselected tests are not counted.
+
+_ci_skips: list[tuple[str, str]] = []  # (node id, reason) of every skip in this session
+
+
+def ci_requires_no_skips() -> bool:
+    """Whether this run is CI's ($CI is "true" or "1", as GitHub Actions and .ci/run set it)."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1")
+
+
+def _skip_reason(report: pytest.CollectReport | pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
+
+
+def _record_skip(report: pytest.CollectReport | pytest.TestReport) -> None:
+    if report.skipped and not hasattr(report, "wasxfail"):
+        _ci_skips.append((report.nodeid, _skip_reason(report)))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _ci_skips.clear()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _record_skip(report)
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    _record_skip(report)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if ci_requires_no_skips() and _ci_skips and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    if not ci_requires_no_skips() or not _ci_skips:
+        return
+    terminalreporter.section("skipped under CI: the run fails", sep="=", red=True, bold=True)
+    for nodeid, reason in _ci_skips:
+        terminalreporter.line(f"SKIPPED {nodeid}: {reason}", red=True)
+    terminalreporter.line(f"{len(_ci_skips)} test(s) skipped with CI={os.environ.get('CI')}: CI "
+                          "installs everything (.ci/run), so every skip is a check that did not run.",
+                          red=True)

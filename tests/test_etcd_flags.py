@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +97,10 @@ def _start_member(line: str, members: int, tmp_path: Path,
     return binary, [*flags, *extra_flags], hosts
 
 
+# raft's log line when a member's election timer fires (every member, alone or waiting for peers).
+RAFT_RUNNING = "is starting a new election at term"
+
+
 def _curl(ns: str, url: str) -> tuple[str, str]:
     """(HTTP status, body) of a plain-HTTP GET inside the namespace."""
     out = subprocess.run(
@@ -123,7 +126,11 @@ def test_real_etcd_starts_with_the_generated_flags(line: str, members: int, tmp_
                 lambda: process.poll() is not None or _curl(ns, metrics_url)[0] == "200", timeout=30
             )
             metrics_up = _curl(ns, metrics_url)[0] == "200"
-            time.sleep(1.5)  # still alive a moment later: not on its way out
+            # Past start-up and into raft: it campaigns (a member that will not run exits before).
+            realcheck.wait_for(
+                lambda: process.poll() is not None or RAFT_RUNNING in log_path.read_text(),
+                timeout=30)
+            campaigned = RAFT_RUNNING in log_path.read_text()
             exited = process.poll()
             healthy = None
             if members == 1 and exited is None:
@@ -139,6 +146,7 @@ def test_real_etcd_starts_with_the_generated_flags(line: str, members: int, tmp_
     for error in FLAG_ERRORS:
         assert error not in output, f"etcd {line} rejected a generated flag:\n{output[-3000:]}"
     assert exited is None, f"etcd {line} exited with {exited} within seconds:\n{output[-3000:]}"
+    assert campaigned, f"etcd {line} never started an election:\n{output[-3000:]}"
     assert metrics_up, f"etcd {line} never served metrics on :{METRICS_PORT}:\n{output[-3000:]}"
     assert "starting an etcd server" in output
     if healthy is not None:

@@ -248,18 +248,23 @@ def test_no_other_port_is_opened_and_nothing_to_the_whole_internet(program: Any,
 
 
 WORLD_OPEN = [
-    pytest.param("clientSourceCidrs", id="client-port"),
-    pytest.param("monitoringSourceCidrs", id="metrics-port"),
-    pytest.param("adminCidrs", id="ssh"),
+    pytest.param("clientSourceCidrs", "the etcd client port 2379", id="client-port"),
+    pytest.param("monitoringSourceCidrs", "the plain-HTTP metrics port 2381", id="metrics-port"),
+    pytest.param("adminCidrs", "SSH", id="ssh"),
 ]
 
 
-@pytest.mark.parametrize("setting", WORLD_OPEN)
+@pytest.mark.parametrize(("setting", "what"), WORLD_OPEN)
 @pytest.mark.parametrize("world", ["0.0.0.0/0", "::/0"])
-def test_a_source_cidr_covering_the_whole_internet_is_refused(setting: str, world: str) -> None:
+def test_a_source_cidr_covering_the_whole_internet_is_refused(setting: str, what: str,
+                                                              world: str) -> None:
     with pytest.raises(ProgramError) as failure:
         run_program({setting: [world]})
     assert isinstance(failure.value.error, SettingsError)
+    # One problem, for this reason: it names the setting, the value and what it would open.
+    assert failure.value.error.problems == [
+        f"etcd-cluster:{setting} = '{world}': opens {what} to the whole internet; list the "
+        "networks that need it instead."]
     assert [resource.type for resource in failure.value.registrations] == [STACK]
 
 

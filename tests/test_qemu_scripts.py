@@ -24,6 +24,8 @@ from realcluster import cleanup
 REQUIRED = ["ETCD_VM_NAME", "ETCD_VM_STATE_DIR", "ETCD_VM_CPUS", "ETCD_VM_MEMORY_MIB",
             "ETCD_VM_DATA_DISK_GIB", "ETCD_VM_MAC", "ETCD_VM_META_DATA", "ETCD_VM_NETWORK_CONFIG",
             "ETCD_VM_BOOT_TIMEOUT", "ETCD_VM_IMAGE_DIR", "ETCD_VM_BRIDGE", "ETCD_VM_ACCEL"]
+# cloud-init's init stage runs bootcmd and waits for it: final is never reached.
+NEVER_FINISHES = "#cloud-config\nbootcmd:\n  - [sleep, infinity]\n"
 USER_DATA = "#cloud-config\nwrite_files:\n  - path: /run/etcd-qemu-test\n    content: booted\n"
 
 
@@ -34,13 +36,47 @@ def environment(state_dir: Path, name: str = "eqt-fast-vm") -> dict[str, str]:
                                image_dir=state_dir.parent / "image")
 
 
+# A process that is not QEMU and writes down every signal it gets. SIGRTMIN is the test's
+# barrier: real-time signals are delivered after every pending standard one (TERM, INT, HUP,
+# QUIT, USR1, USR2), so once the barrier is written any signal sent before it has been too.
+SIGNAL_RECORDER = """
+import signal, sys, time
+log = open(sys.argv[1], "a", buffering=1)
+def record(number, frame):
+    log.write(signal.Signals(number).name + "\\n")
+for name in ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGRTMIN"):
+    signal.signal(getattr(signal, name), record)
+log.write("ready\\n")
+while True:
+    time.sleep(600)
+"""
+
+
 @pytest.fixture
-def sleeper() -> Iterator[subprocess.Popen[bytes]]:
-    """A process that is not QEMU; killed at the end whatever happened."""
-    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-    yield process
+def sleeper(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """A process that is not QEMU and records its signals (in the returned file); killed at the
+    end whatever happened."""
+    record = tmp_path / "signals"
+    process = subprocess.Popen([sys.executable, "-c", SIGNAL_RECORDER, str(record)])
+    deadline = time.monotonic() + 60
+    while "ready" not in (record.read_text() if record.exists() else ""):
+        assert process.poll() is None and time.monotonic() < deadline, "the recorder did not start"
+        time.sleep(0.02)
+    yield process, record
     process.kill()
     process.wait()
+
+
+def signals_received(process: subprocess.Popen[bytes], record: Path) -> list[str]:
+    """Every signal `process` got before now (the barrier sent and handled first)."""
+    os.kill(process.pid, signal.SIGRTMIN)
+    deadline = time.monotonic() + 60
+    while "SIGRTMIN" not in record.read_text():
+        if process.poll() is not None:
+            return [*record.read_text().split()[1:], f"exited ({process.returncode})"]
+        assert time.monotonic() < deadline, "the recorder never handled the barrier"
+        time.sleep(0.02)
+    return [name for name in record.read_text().split()[1:] if name != "SIGRTMIN"]
 
 
 def test_scripts_are_shellcheck_clean() -> None:
@@ -97,18 +133,25 @@ def test_delete_of_a_never_created_vm_succeeds(tmp_path: Path) -> None:
 
 
 def test_delete_leaves_a_process_that_is_not_its_qemu(
-        tmp_path: Path, sleeper: subprocess.Popen[bytes]) -> None:
+        tmp_path: Path, sleeper: tuple[subprocess.Popen[bytes], Path]) -> None:
     """The pidfile names a live process whose command line lacks the VM's name (the PID was
     reused): delete must not signal it, and still removes the state directory."""
+    process, record = sleeper
     state = tmp_path / "vms" / "eqt-fast-vm"
     (state / "seed").mkdir(parents=True)
-    (state / "qemu.pid").write_text(f"{sleeper.pid}\n")
+    (state / "qemu.pid").write_text(f"{process.pid}\n")
     (state / "console.log").write_text("old\n")
     done = qemu.run_script(qemu.DELETE, environment(state))
     assert done.returncode == 0, done.stderr
-    time.sleep(0.5)
-    assert sleeper.poll() is None, "delete signalled a process that is not the VM"
+    assert signals_received(process, record) == [], "delete signalled a process that is not the VM"
     assert not state.exists()
+
+
+def test_the_signal_recorder_sees_a_sigterm(sleeper: tuple[subprocess.Popen[bytes], Path]) -> None:
+    # The control for the test above: a SIGTERM sent before the barrier is recorded.
+    process, record = sleeper
+    os.kill(process.pid, signal.SIGTERM)
+    assert signals_received(process, record) == ["SIGTERM"]
 
 
 def test_delete_stops_its_vm_process(tmp_path: Path) -> None:
@@ -190,8 +233,9 @@ def test_boot_one_vm_ping_and_delete(tmp_path: Path, request: pytest.FixtureRequ
 
 @pytest.mark.real
 def test_create_that_fails_after_starting_qemu_stops_it(tmp_path: Path, local_image: Path) -> None:
-    """Cloud-init cannot finish in 5 s: create fails, stops its QEMU, removes the disks and the
-    seed (private keys) and keeps only the console log, which delete then removes."""
+    """Cloud-init never finishes (its bootcmd blocks for ever, however fast the machine): create
+    gives up at its timeout, stops its QEMU, removes the disks and the seed (private keys) and
+    keeps only the console log, which delete then removes."""
     missing = qemu.missing_for_real_vm(local_image)
     if missing:
         pytest.skip(missing)
@@ -210,7 +254,7 @@ def test_create_that_fails_after_starting_qemu_stops_it(tmp_path: Path, local_im
 
     token = cleanup.register(f"QEMU VM {name} and namespace {network.name}", undo)
     try:
-        created = network.run(qemu.CREATE, env, USER_DATA, timeout=300)
+        created = network.run(qemu.CREATE, env, NEVER_FINISHES, timeout=300)
         assert created.returncode != 0
         assert "cloud-init did not finish within 5 s" in created.stderr
         assert "started (pid" in created.stderr, "QEMU never started: not the case under test"

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.server
 import io
 import os
 import pwd
 import subprocess
 import tarfile
-import time
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -245,18 +246,63 @@ def test_etcd_install_installs_nothing_from_a_tarball_of_another_version(
     assert listing.strip() == "", f"left installed after refusing the tarball:\n{listing}"
 
 
+@contextlib.contextmanager
+def failing_server(body: bytes) -> Iterator[str]:
+    """An HTTP server on 127.0.0.1 that answers 404 with `body`; yields its URL."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/{TARBALL_DIR}.tar.gz"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=30)
+
+
 @pytest.mark.real
-def test_etcd_install_fails_when_the_download_fails(tmp_path: Path) -> None:
+def test_etcd_install_fails_when_the_download_fails(release_tarball: tuple[Path, str],
+                                                    tmp_path: Path) -> None:
+    # The server answers 404 (a status curl does not retry) with the real tarball as its body,
+    # and the checksum is the right one: were the HTTP error ignored, the checksum would pass and
+    # etcd would be installed.
+    tarball, sha = release_tarball
+    with failing_server(tarball.read_bytes()) as url:
+        results, listing = run_install(tmp_path, (VERSION, url, sha))
+    [result] = results
+    assert result.returncode != 0, result.stdout
+    assert "The requested URL returned error: 404" in result.stderr, result.stderr
+    assert "sha256sum" not in result.stderr and ": OK" not in result.stdout, "went on past curl"
+    assert listing.strip() == "", f"installed from a failed download:\n{listing}"
+
+
+@pytest.mark.real
+def test_etcd_install_fails_when_the_file_is_missing(release_tarball: tuple[Path, str],
+                                                     tmp_path: Path) -> None:
+    _tarball, sha = release_tarball
     missing = (tmp_path / "missing.tar.gz").as_uri()
-    [result], listing = run_install(tmp_path, (VERSION, missing, "ab" * 32))
+    [result], listing = run_install(tmp_path, (VERSION, missing, sha))
     assert result.returncode != 0
+    assert "curl: (37)" in result.stderr, result.stderr  # curl's "couldn't read a file:// file"
+    assert "sha256sum" not in result.stderr and ": OK" not in result.stdout, "went on past curl"
     assert listing.strip() == ""
 
 
 # --- etcd-wait-for-peers --------------------------------------------------------------------
 
 def wait_for_peers(tmp_path: Path, ns: str, names: list[str], resolvable: list[str],
-                   sleep_hook: str = "") -> subprocess.Popen[str]:
+                   sleep_hook: str = "", extra_env: list[str] | None = None) -> subprocess.Popen[str]:
     """Start etcd-wait-for-peers in `ns` with a hosts file holding `resolvable`; its `sleep`
     records each call in tmp_path/sleeps, runs `sleep_hook`, and returns at once."""
     shim = tmp_path / "shim"
@@ -269,7 +315,7 @@ def wait_for_peers(tmp_path: Path, ns: str, names: list[str], resolvable: list[s
     # No name server: a name not in the hosts file fails to resolve at once.
     resolv = tmp_path / "resolv.conf"
     resolv.write_text("# no name server in this namespace\n")
-    argv = ["env", f"PATH={shim}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+    argv = ["env", f"PATH={shim}:{os.environ.get('PATH', '/usr/bin:/bin')}", *(extra_env or []),
             script("etcd-wait-for-peers"), str(tmp_path / "data"), *names]
     return subprocess.Popen(realcheck.in_netns(ns, argv, hosts, resolv), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -329,32 +375,62 @@ def test_wait_for_peers_waits_at_most_900_seconds_by_default() -> None:
 
 
 @pytest.mark.real
+@pytest.mark.parametrize(("seconds_per_round", "sleeps_before_giving_up"), [(2, ["2", "2"]),
+                                                                            (10, ["2"])])
 def test_wait_for_peers_gives_up_at_its_deadline_with_the_name_that_does_not_resolve(
-        tmp_path: Path) -> None:
-    # The real sleep and a 3 s deadline: the deadline is wall-clock time, not a count of sleeps.
-    hosts = tmp_path / "hosts"
-    hosts.write_text("127.0.0.1 localhost\n" + "".join(f"127.0.0.2 {name}\n" for name in PEERS[:2]))
-    resolv = tmp_path / "resolv.conf"
-    resolv.write_text("# none\n")
-    argv = ["env", "ETCD_WAIT_FOR_PEERS_TIMEOUT=3", script("etcd-wait-for-peers"),
-            str(tmp_path / "data"), *PEERS]
+        tmp_path: Path, seconds_per_round: int, sleeps_before_giving_up: list[str]) -> None:
+    # A clock of the test's own: `date +%s` reads it, each `sleep` advances it by
+    # seconds_per_round (a slow resolver makes a round longer than the sleep). With a 3 s
+    # deadline the script gives up after the sleeps the clock allows, not after a count.
+    clock = tmp_path / "clock"
+    clock.write_text("1000\n")
+    hook = (f'echo $(( $(cat "{clock}") + {seconds_per_round} )) > "{clock}.new" && '
+            f'mv "{clock}.new" "{clock}"')
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "date").write_text(f'#!/bin/sh\n[ "$1" = +%s ] && exec cat "{clock}"\nexit 2\n')
+    (shim / "date").chmod(0o755)
     with realcheck.netns(with_address=True) as ns:
-        started = time.monotonic()
-        process = subprocess.Popen(realcheck.in_netns(ns, argv, hosts, resolv),
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process = wait_for_peers(tmp_path, ns, PEERS, resolvable=PEERS[:2], sleep_hook=hook,
+                                 extra_env=["ETCD_WAIT_FOR_PEERS_TIMEOUT=3"])
         try:
             _out, err = process.communicate(timeout=60)
         finally:
             realcheck.stop(process)
-        elapsed = time.monotonic() - started
-    assert process.returncode == 1
+    assert process.returncode == 1, err
     assert f"{PEERS[2]} does not resolve after 3 s; check its DNS record" in err
-    assert elapsed >= 3
+    assert sleeps(tmp_path) == sleeps_before_giving_up
+
+
+def _children(pid: int) -> list[int]:
+    """Every descendant of `pid` (from /proc)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _sleeping(pid: int) -> list[int]:
+    """The descendants of `pid` that are the real `sleep 2`."""
+    running = []
+    for child in _children(pid):
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", b"2"]:
+                running.append(child)
+    return running
 
 
 @pytest.mark.real
 def test_wait_for_peers_really_waits_with_the_real_sleep(tmp_path: Path) -> None:
-    # No shim: with the real sleep it is still waiting seconds later (then ended by its PID).
+    # No shim: the real sleep. The script is seen sleeping, that sleep ends, and it sleeps again
+    # (still waiting for the name) instead of going on; then it is ended by its PID.
     hosts = tmp_path / "hosts"
     hosts.write_text("127.0.0.1 localhost\n")
     resolv = tmp_path / "resolv.conf"
@@ -366,10 +442,19 @@ def test_wait_for_peers_really_waits_with_the_real_sleep(tmp_path: Path) -> None
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         try:
-            time.sleep(3)
+            first: list[int] = []
+
+            def asleep() -> bool:
+                first[:] = _sleeping(process.pid)
+                return bool(first)
+
+            assert realcheck.wait_for(asleep, timeout=30), "the script never slept"
+            again = realcheck.wait_for(
+                lambda: any(pid not in first for pid in _sleeping(process.pid)), timeout=30)
             still_waiting = process.poll() is None
         finally:
             realcheck.stop(process)
+    assert again, process.communicate()
     assert still_waiting, process.communicate()
 
 

@@ -27,10 +27,10 @@ from cloudinit.userdata import (
     SCRIPTS,
     USER_DATA_LIMIT_BYTES,
     EtcdRelease,
+    MemberPki,
     MemberUserData,
     check_size,
     cloud_config,
-    member_flags,
     render_user_data,
     write_file_contents,
 )
@@ -122,17 +122,63 @@ def test_cloud_init_schema_rejects_a_hand_written_runcmd_with_colon_space(tmp_pa
     path = tmp_path / "bad.yaml"
     path.write_text("#cloud-config\nruncmd:\n  - echo etcd: started\n")
     result = realcheck.cloud_init_schema(path)
-    assert result.returncode != 0
-    assert "Valid cloud-config" not in result.stdout
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "Valid cloud-config" not in output
+    # Refused for the reason under test: the entry became a mapping, not a command.
+    assert "Cloud config schema errors: runcmd.0: {'echo etcd': 'started'} is not valid" in output, output
 
 
 # --- what the document holds ----------------------------------------------------------------
 
+# A member whose user-data is checked in whole (tests/data/user-data/): etcd-1 of the 3-member
+# `dev` cluster, with placeholder PEM documents (real ones are random; they are checked above and
+# in test_written_certificates_and_scripts_are_the_inputs). A change of the rendered document
+# shows as a diff of that file in review; rewrite it only for a change you meant:
+#   ETCD_WRITE_USER_DATA_DOCUMENTS=1 .venv/bin/python -m pytest tests/test_userdata.py -k checked_in
+DOCUMENTS_DIR = realcheck.DATA_DIR / "user-data"
+
+
+def _placeholder(kind: str, what: str) -> str:
+    return f"-----BEGIN {kind}-----\nplaceholder {what}\n-----END {kind}-----\n"
+
+
+PLACEHOLDER_PKI = MemberPki(
+    client_ca_pem=_placeholder("CERTIFICATE", "client CA"),
+    peer_ca_pem=_placeholder("CERTIFICATE", "peer CA"),
+    server_cert_pem=_placeholder("CERTIFICATE", "server etcd-1"),
+    server_key_pem=_placeholder("EC PRIVATE KEY", "server etcd-1"),
+    peer_cert_pem=_placeholder("CERTIFICATE", "peer etcd-1"),
+    peer_key_pem=_placeholder("EC PRIVATE KEY", "peer etcd-1"),
+    healthcheck_cert_pem=_placeholder("CERTIFICATE", "healthcheck"),
+    healthcheck_key_pem=_placeholder("EC PRIVATE KEY", "healthcheck"),
+)
+
+
+def checked_in_spec(line: str) -> MemberUserData:
+    spec = specs(line, 3)[0]
+    return MemberUserData(**{**spec.__dict__, "pki": PLACEHOLDER_PKI})
+
+
+@pytest.mark.parametrize("line", ["3.4", "3.6"])
+def test_the_rendered_document_is_the_checked_in_one(line: str) -> None:
+    expected_path = DOCUMENTS_DIR / f"dev-etcd-1-of-3-etcd{line}.yaml"
+    text = render_user_data(checked_in_spec(line))
+    if os.environ.get("ETCD_WRITE_USER_DATA_DOCUMENTS") == "1":
+        expected_path.write_text(text)
+    expected = expected_path.read_text()
+    assert text.startswith("#cloud-config\n")
+    assert yaml.safe_load(text) == yaml.safe_load(expected), (
+        f"the user-data differs from {expected_path.relative_to(realcheck.REPO)}")
+    assert text == expected, "same document, different text (key order or YAML style changed)"
+
+
 @MATRIX
-def test_rendered_text_is_a_cloud_config_that_round_trips(line: str, members: int) -> None:
-    for spec, text in rendered(line, members):
+def test_rendered_text_is_a_cloud_config_with_the_checked_in_sections(line: str, members: int) -> None:
+    sections = set(yaml.safe_load((DOCUMENTS_DIR / "dev-etcd-1-of-3-etcd3.6.yaml").read_text()))
+    for _spec, text in rendered(line, members):
         assert text.startswith("#cloud-config\n")
-        assert yaml.safe_load(text) == cloud_config(spec)
+        assert set(yaml.safe_load(text)) == sections
 
 
 @MATRIX
@@ -214,15 +260,65 @@ def test_etcd_unit_is_notify_restarts_raises_nofile_and_requires_its_mount(line:
         assert entries["Install"]["WantedBy"] == ["multi-user.target"]
 
 
+# What etcd-1 of the 3-member `dev` cluster runs, written out (README: flags per version line).
+COMMON_FLAGS = [
+    "--name=etcd-1", "--data-dir=/var/lib/etcd/data",
+    "--listen-client-urls=https://0.0.0.0:2379",
+    "--advertise-client-urls=https://etcd-1.dev.example.com:2379",
+    "--listen-peer-urls=https://0.0.0.0:2380",
+    "--initial-advertise-peer-urls=https://etcd-1.dev.example.com:2380",
+    "--listen-metrics-urls=http://0.0.0.0:2381",
+    "--initial-cluster=etcd-1=https://etcd-1.dev.example.com:2380,"
+    "etcd-2=https://etcd-2.dev.example.com:2380,etcd-3=https://etcd-3.dev.example.com:2380",
+    "--initial-cluster-token=etcd-cluster.dev.dev", "--initial-cluster-state=new",
+    "--cert-file=/etc/etcd/pki/server.crt", "--key-file=/etc/etcd/pki/server.key",
+    "--trusted-ca-file=/etc/etcd/pki/ca.crt", "--client-cert-auth=true",
+    "--peer-cert-file=/etc/etcd/pki/peer.crt", "--peer-key-file=/etc/etcd/pki/peer.key",
+    "--peer-trusted-ca-file=/etc/etcd/pki/peer-ca.crt", "--peer-client-cert-auth=true",
+    "--heartbeat-interval=100", "--election-timeout=1000", "--quota-backend-bytes=2147483648",
+    "--auto-compaction-mode=periodic", "--auto-compaction-retention=8h", "--snapshot-count=10000",
+    "--pre-vote=true", "--logger=zap", "--log-level=info",
+]
+LINE_FLAGS = {
+    "3.4": ["--experimental-initial-corrupt-check=true",
+            "--experimental-watch-progress-notify-interval=5s"],
+    "3.5": ["--experimental-initial-corrupt-check=true",
+            "--experimental-watch-progress-notify-interval=5s"],
+    "3.6": ["--feature-gates=InitialCorruptCheck=true,CompactHashCheck=true",
+            "--watch-progress-notify-interval=5s"],
+    "3.7": ["--feature-gates=InitialCorruptCheck=true,CompactHashCheck=true",
+            "--watch-progress-notify-interval=5s"],
+}
+
+
+@pytest.mark.parametrize("line", LINES)
+def test_exec_start_is_the_binary_and_the_flags_of_its_line(line: str) -> None:
+    _spec, document = documents(line, 3)[0]
+    service = unit_entries(files_by_path(document)[ETCD_UNIT]["content"])["Service"]
+    assert len(service["ExecStart"]) == 1
+    assert shlex.split(service["ExecStart"][0]) == [
+        "/usr/local/bin/etcd", *COMMON_FLAGS, *LINE_FLAGS[line]]
+
+
 @MATRIX
-def test_exec_start_splits_into_the_binary_and_the_generated_flags(line: str, members: int) -> None:
+def test_exec_start_names_the_member_and_every_peer(line: str, members: int) -> None:
+    names = [f"etcd-{index}" for index in range(1, members + 1)]
+    initial_cluster = ",".join(f"{name}=https://{name}.dev.example.com:2380" for name in names)
     for spec, document in documents(line, members):
         service = unit_entries(files_by_path(document)[ETCD_UNIT]["content"])["Service"]
         assert len(service["ExecStart"]) == 1
-        assert shlex.split(service["ExecStart"][0]) == [spec.paths.binary, *member_flags(spec)]
+        argv = shlex.split(service["ExecStart"][0])
+        name = spec.member.name
+        assert argv[0] == "/usr/local/bin/etcd"
+        assert f"--name={name}" in argv
+        assert f"--initial-cluster={initial_cluster}" in argv
+        assert f"--advertise-client-urls=https://{name}.dev.example.com:2379" in argv
+        assert f"--initial-advertise-peer-urls=https://{name}.dev.example.com:2380" in argv
+        assert argv[-2:] == LINE_FLAGS[line]
+        assert len(argv) == 1 + len(COMMON_FLAGS) + len(LINE_FLAGS[line])
         wait = shlex.split(service["ExecStartPre"][0])
-        assert wait == [f"{unit.SBIN}/etcd-wait-for-peers", spec.paths.data_dir,
-                        *(member.fqdn for member in spec.topology.members)]
+        assert wait == ["/usr/local/sbin/etcd-wait-for-peers", "/var/lib/etcd/data",
+                        *(f"{peer}.dev.example.com" for peer in names)]
 
 
 @pytest.mark.parametrize("line", LINES)

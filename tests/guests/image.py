@@ -2,8 +2,10 @@
 
 `ETCD_LOCAL_IMAGE_DIR`, when set and complete (it has `build-info`, written last by the
 builder), is used as is; otherwise the image is built once per test session into a pytest
-temporary directory (about a minute; needs root, mmdebstrap and an apt mirror). What is missing
-is reported as `Unavailable` with a reason naming it; tests turn that into a skip, never a pass.
+temporary directory (about a minute; needs root, mmdebstrap and a Debian mirror, chosen as the
+builder chooses it). A missing tool is reported as `Unavailable` with a reason naming it; tests
+turn that into a skip, never a pass (and under CI a skip fails the run). A mirror that cannot be
+reached is an error, `MirrorUnreachable`.
 """
 
 from __future__ import annotations
@@ -31,31 +33,65 @@ def complete(image_dir: Path) -> bool:
     return all((image_dir / name).is_file() for name in IMAGE_FILES)
 
 
-def _apt_mirror_reason() -> str:
-    """Why the host's apt mirror cannot be reached ("" when it can): the first URI of its
-    sources, fetched with a short timeout."""
-    uris: list[str] = []
-    sources = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*.list")),
-               *sorted(Path("/etc/apt/sources.list.d").glob("*.sources"))]
-    for path in sources:
+class MirrorUnreachable(RuntimeError):
+    """The Debian mirror the builder would use cannot be reached: an error, never a skip."""
+
+
+def builder_sources(env: dict[str, str] | None = None) -> dict[str, list[str]]:
+    """The builder's own choice of package sources (`--print-sources`): suite, origin, mirror
+    (the archive URL, empty when the host's apt sources decide) and source (one or more)."""
+    done = subprocess.run([str(BUILDER), "--print-sources"], capture_output=True, text=True,
+                          timeout=60, env=env, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{BUILDER} --print-sources failed: {done.stderr.strip()}")
+    found: dict[str, list[str]] = {}
+    for line in done.stdout.splitlines():
+        key, _, value = line.partition("=")
+        found.setdefault(key, []).append(value)
+    return found
+
+
+def _first_uri(paths: list[str]) -> str:
+    """The first URI of apt sources files (one-line .list or deb822 .sources)."""
+    for name in paths:
+        path = Path(name)
         if not path.is_file():
             continue
         for line in path.read_text().splitlines():
             words = line.split()
-            if words[:1] == ["URIs:"]:
-                uris += words[1:]
-            elif words[:1] == ["deb"]:
-                uris += [word for word in words[1:] if "://" in word][:1]
-    if not uris:
-        uris = ["http://deb.debian.org/debian"]
-    uri = uris[0].rstrip("/") + "/dists/bookworm/Release"
+            if words[:1] == ["URIs:"] and words[1:]:
+                return words[1]
+            if words[:1] == ["deb"]:
+                uris = [word for word in words[1:] if "://" in word]
+                if uris:
+                    return uris[0]
+    return ""
+
+
+def mirror_release_url(sources: dict[str, list[str]]) -> str:
+    """The Release file the builder's first source serves for its suite ("" when the sources
+    name no http(s) URL: file:, mirror+file: ... are left to mmdebstrap)."""
+    suite = sources["suite"][0]
+    uri = sources.get("mirror", [""])[0] or _first_uri(sources.get("source", []))
     if urllib.parse.urlparse(uri).scheme not in ("http", "https"):
-        return ""  # file:, mirror+file: ... : let mmdebstrap judge
+        return ""
+    return uri.rstrip("/") + f"/dists/{suite}/Release"
+
+
+def check_mirror() -> None:
+    """Raise MirrorUnreachable when the mirror the builder would use does not answer. Only that
+    mirror is contacted (on a Debian host: its own configured apt mirror)."""
+    uri = mirror_release_url(builder_sources())
+    if not uri:
+        return
     try:
         with urllib.request.urlopen(urllib.request.Request(uri, method="HEAD"), timeout=15):
-            return ""
+            return
     except OSError as error:
-        return f"the apt mirror is unreachable ({uri}: {error})"
+        raise MirrorUnreachable(
+            f"the Debian mirror machines/build-local-image would use cannot be reached ({uri}: "
+            f"{error}); set ETCD_IMAGE_MIRROR to a Debian mirror this machine reaches, or "
+            f"{ENV_IMAGE_DIR} to a built image") from error
 
 
 def missing_for_build() -> str:
@@ -66,7 +102,7 @@ def missing_for_build() -> str:
         return "mmdebstrap not found: install the Debian package mmdebstrap"
     if not shutil.which("mkfs.ext4") and not Path("/sbin/mkfs.ext4").exists():
         return "mkfs.ext4 not found: install the Debian package e2fsprogs"
-    return _apt_mirror_reason()
+    return ""
 
 
 def image_dir(build_root: Path) -> Path:
@@ -79,6 +115,7 @@ def image_dir(build_root: Path) -> Path:
     if reason:
         where = f" ({ENV_IMAGE_DIR}={configured} is not a complete image)" if configured else ""
         raise Unavailable(f"no local image{where} and cannot build one: {reason}")
+    check_mirror()
     target = build_root / "etcd-local-image"
     if complete(target):
         return target
