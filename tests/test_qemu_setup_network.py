@@ -15,9 +15,11 @@ ROOT = Path(__file__).resolve().parent.parent
 SETUP = ROOT / "machines" / "qemu" / "setup-network"
 
 
-def setup(ns: str, conf: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def setup(ns: str, conf: Path, *args: str, tun: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {key: value for key, value in os.environ.items() if key != "SUDO_USER"}
     env["QEMU_BRIDGE_CONF"] = str(conf)
+    if tun is not None:
+        env["QEMU_TUN_DEVICE"] = str(tun)
     return subprocess.run(realcheck.in_netns(ns, ["/bin/sh", str(SETUP), *args]), env=env,
                           capture_output=True, text=True, timeout=60)
 
@@ -75,3 +77,27 @@ def test_it_makes_the_bridge_allows_it_for_qemu_and_nats_the_network_idempotentl
                                      "net.ipv4.ip_forward"], capture_output=True, text=True,
                                     check=True, timeout=30).stdout.strip()
         assert forwarding == "1"
+
+
+def tun_node(path: Path, mode: int) -> Path:
+    """A character device like /dev/net/tun (same numbers), with `mode`."""
+    import stat
+    os.mknod(path, mode | stat.S_IFCHR, os.stat("/dev/net/tun").st_rdev)
+    path.chmod(mode)
+    return path
+
+
+def test_a_tun_device_closed_to_users_is_reported_with_the_fix(tmp_path: Path) -> None:
+    realcheck.require_root("create a device node")
+    if not Path("/dev/net/tun").exists():
+        pytest.skip("/dev/net/tun is missing: this kernel has no TUN/TAP driver")
+    with realcheck.netns() as ns:
+        closed = setup(ns, tmp_path / "bridge.conf", "etcdtest1", "192.168.78.1/24",
+                       tun=tun_node(tmp_path / "closed-tun", 0o600))
+        assert closed.returncode == 0, closed.stderr
+        assert "closed-tun is not open to other users (crw-------)" in closed.stderr, closed.stderr
+        assert f"fix: chmod 0666 {tmp_path / 'closed-tun'}" in closed.stderr, closed.stderr
+        open_tun = setup(ns, tmp_path / "bridge.conf", "etcdtest1", "192.168.78.1/24",
+                         tun=tun_node(tmp_path / "open-tun", 0o666))
+        assert open_tun.returncode == 0, open_tun.stderr
+        assert "warning" not in open_tun.stderr, open_tun.stderr
