@@ -82,18 +82,10 @@ func (s *server) Read(_ context.Context, req *pulumirpc.ReadRequest) (*pulumirpc
 
 func (s *server) Update(ctx context.Context, req *pulumirpc.UpdateRequest) (*pulumirpc.UpdateResponse, error) {
 	urn := resource.URN(req.GetUrn())
-	if t := resourceType(req.GetUrn()); t != localCommandType {
-		return nil, unknownType(t)
-	}
-	olds, err := unmarshal("olds", req.GetOlds())
+	olds, news, err := changedCommand(req.GetUrn(), req.GetOlds(), req.GetNews(), req.GetIgnoreChanges())
 	if err != nil {
 		return nil, err
 	}
-	news, err := unmarshal("news", req.GetNews())
-	if err != nil {
-		return nil, err
-	}
-	applyIgnoreChanges(olds, news, req.GetIgnoreChanges())
 	in, err := validInputs(news)
 	if err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource/plugin"
 	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // replaceOnChanges are the inputs whose change replaces the resource instead of updating it.
@@ -17,18 +18,10 @@ var replaceOnChanges = map[string]bool{"triggers": true}
 // is an update (which runs `update`, or `create` again), except that a change of `triggers`
 // replaces the resource (create the new one, then delete the old one).
 func (s *server) Diff(_ context.Context, req *pulumirpc.DiffRequest) (*pulumirpc.DiffResponse, error) {
-	if t := resourceType(req.GetUrn()); t != localCommandType {
-		return nil, unknownType(t)
-	}
-	olds, err := unmarshal("olds", req.GetOlds())
+	olds, news, err := changedCommand(req.GetUrn(), req.GetOlds(), req.GetNews(), req.GetIgnoreChanges())
 	if err != nil {
 		return nil, err
 	}
-	news, err := unmarshal("news", req.GetNews())
-	if err != nil {
-		return nil, err
-	}
-	applyIgnoreChanges(olds, news, req.GetIgnoreChanges())
 	for k := range news {
 		// Keys the engine adds are not inputs of the command.
 		if k == "version" || strings.HasPrefix(string(k), "__") {
@@ -127,4 +120,24 @@ func sortedKeys(m map[string]bool) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// changedCommand reads the old state and the new inputs of a Command that Diff or Update is
+// asked about, with the ignored changes put back to their old values.
+func changedCommand(urn string, oldState, newInputs *structpb.Struct,
+	ignoreChanges []string,
+) (resource.PropertyMap, resource.PropertyMap, error) {
+	if t := resourceType(urn); t != localCommandType {
+		return nil, nil, unknownType(t)
+	}
+	olds, err := unmarshal("olds", oldState)
+	if err != nil {
+		return nil, nil, err
+	}
+	news, err := unmarshal("news", newInputs)
+	if err != nil {
+		return nil, nil, err
+	}
+	applyIgnoreChanges(olds, news, ignoreChanges)
+	return olds, news, nil
 }
