@@ -14,23 +14,21 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-import realcheck
 from engine import (
     BRIDGE_HELPER,
+    OutputsClient,
     Project,
     local_engine_stack,
     offline_local_config,
     scratch_dir,
     toolchain_or_skip,
 )
-from guests.commands import hosts_file
 from guests.qemu import missing_for_real_vm
 
 pytestmark = pytest.mark.real
@@ -138,42 +136,22 @@ def test_the_local_stack_comes_up_healthy_plans_no_changes_feeds_a_consumer_and_
 
 def check_healthy_through_outputs(outputs: dict[str, Any], namespace: str, files: Path) -> None:
     """kube-apiserver's view (etcd_servers, CA, client cert) and an operator's (etcdctl_env)."""
-    files.mkdir(parents=True)
-    hosts = hosts_file(files / "hosts", {member["fqdn"]: member["private_ipv4"]
-                                         for member in outputs["members"]})
-    (files / "ca.pem").write_text(outputs["ca_pem"])
-    (files / "client.pem").write_text(outputs["apiserver_client_cert_pem"])
-    key = files / "client-key.pem"
-    key.touch(mode=0o600)
-    key.write_text(outputs["apiserver_client_key_pem"])
-    etcdctl = realcheck.etcd_binary("3.5", "etcdctl")
-    apiserver = [str(etcdctl), f"--endpoints={outputs['etcd_servers']}",
-                 f"--cacert={files / 'ca.pem'}", f"--cert={files / 'client.pem'}", f"--key={key}"]
-
-    def run(argv: list[str], **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(realcheck.in_netns(namespace, argv, hosts_file=hosts),
-                              capture_output=True, text=True, timeout=120,
-                              env={**os.environ, **env})
-
-    health = None
-    for _attempt in range(60):
-        health = run([*apiserver, "endpoint", "health", "--cluster"])
-        if health.returncode == 0:
-            break
-        subprocess.run(["sleep", "5"], check=True)
-    assert health is not None and health.returncode == 0, health and health.stdout + health.stderr
-    put = run([*apiserver, "put", "/registry/engine/e2e", "real-engine"])
+    client = OutputsClient(outputs, namespace, files)
+    health = client.wait_healthy()
+    assert health.returncode == 0, health.stdout + health.stderr
+    put = client.apiserver("put", "/registry/engine/e2e", "real-engine")
     assert put.returncode == 0, put.stderr
-    got = run([*apiserver, "get", "/registry/engine/e2e", "--print-value-only"])
+    got = client.apiserver("get", "/registry/engine/e2e", "--print-value-only")
     assert got.stdout.strip() == "real-engine", got.stdout + got.stderr
 
     # The operator's snippet, sourced as the README says, in a shell of its own.
     snippet = files / "etcdctl.env"
     snippet.write_text(outputs["etcdctl_env"])
-    operator = run(["sh", "-c", f'set -a; . "$1"; set +a; exec {etcdctl} endpoint health --cluster',
-                    "sh", str(snippet)], HOME=str(files))
+    operator = client.run(["sh", "-c", 'set -a; . "$1"; set +a; exec "$2" endpoint health --cluster',
+                           "sh", str(snippet), client.etcdctl], HOME=str(files))
     assert operator.returncode == 0, operator.stdout + operator.stderr
-    assert operator.stderr.count("is healthy") == 3, operator.stderr
+    # etcdctl 3.4 reports health on stderr, 3.5 on stdout.
+    assert (operator.stdout + operator.stderr).count("is healthy") == 3, operator
 
 
 def check_consumer(etcd: Project, directory: Path) -> None:
