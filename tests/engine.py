@@ -13,16 +13,19 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+import realcheck
 import yaml
-from guests.commands import http_server_argv, local_stack_config
+from guests.commands import hosts_file, http_server_argv, local_stack_config
 from guests.local_cluster import QEMU_SUBNET
 from guests.qemu import BridgeNamespace, kill_vm
 from realcluster import cleanup
@@ -36,6 +39,7 @@ PROGRAM_FILES = ("Pulumi.yaml", "__main__.py", "requirements.txt", "components",
 PASSPHRASE = "engine-tests-passphrase"
 NOBODY = (65534, 65534)
 BRIDGE_HELPER = Path("/usr/lib/qemu/qemu-bridge-helper")
+TUN_DEVICE = Path("/dev/net/tun")
 
 
 def toolchain_or_skip() -> Path:
@@ -89,12 +93,17 @@ class Project:
                     os.chown(path, *self.user)
 
     def _link_venv(self) -> None:
-        """The repository's .venv, if the user `pulumi` runs as can use it; else a new one."""
+        """The repository's .venv, if the user `pulumi` runs as can use it; else a new one, on a
+        Python that user can reach (a venv made from a Python under /root is not)."""
         venv = REPO / ".venv"
-        if self.user is None or _usable_by(venv / "bin" / "python", self.user):
+        if self.user is None or _usable_by_anyone(venv / "bin" / "python"):
             (self.directory / ".venv").symlink_to(venv)
             return
-        subprocess.run(["python3", "-m", "venv", str(self.directory / ".venv")], check=True,
+        python = next((candidate for candidate in ("/usr/bin/python3", shutil.which("python3"))
+                       if candidate and _usable_by_anyone(Path(candidate))), None)
+        if python is None:
+            pytest.fail("no python3 that an unprivileged user can run (/usr/bin/python3)")
+        subprocess.run([python, "-m", "venv", str(self.directory / ".venv")], check=True,
                        timeout=300)
         subprocess.run([str(self.directory / ".venv" / "bin" / "pip"), "install", "--quiet",
                         "--disable-pip-version-check", "-r", str(REPO / "requirements.txt")],
@@ -163,11 +172,14 @@ class Project:
         return list(deployment.get("resources") or [])
 
 
-def _usable_by(python: Path, user: tuple[int, int]) -> bool:
-    uid, gid = user
-    done = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
-                           str(python), "-c", "import pulumi"], capture_output=True, timeout=120)
-    return done.returncode == 0
+def _usable_by_anyone(path: Path) -> bool:
+    """Can any user run `path`: every directory on its real path searchable by others, and
+    the file readable and executable by others?"""
+    resolved = path.resolve()
+    if not resolved.is_file():
+        return False
+    searchable = all(parent.stat().st_mode & 0o001 for parent in resolved.parents)
+    return searchable and resolved.stat().st_mode & 0o005 == 0o005
 
 
 @contextlib.contextmanager
@@ -232,9 +244,10 @@ def local_engine_stack(toolchain: Path, image: Path, release: tuple[Path, str], 
                                *http_server_argv(served, bridge.gateway)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     server_token = cleanup.register(f"HTTP server {server.pid}", server.kill)
-    helper = setuid_bridge_helper(directory)
+    helper, tun = setuid_bridge_helper(directory)
     wrapper = [*bridge.prefix(), "sh", "-c",
-               f'mount --bind "$1" {BRIDGE_HELPER} && shift && exec "$@"', "sh", str(helper)]
+               f'mount --bind "$1" {BRIDGE_HELPER} && mount --bind "$2" {TUN_DEVICE} && shift 2 '
+               '&& exec "$@"', "sh", str(helper), str(tun)]
     try:
         yield LocalEngineStack(project=project, stack=stack, wrapper=wrapper,
                                namespace=bridge.name, vms=vms)
@@ -245,14 +258,19 @@ def local_engine_stack(toolchain: Path, image: Path, release: tuple[Path, str], 
         cleanup.run(bridge_token)
 
 
-def setuid_bridge_helper(directory: Path) -> Path:
-    """A setuid copy of QEMU's bridge helper, bound over the real one only inside the test's
-    mount namespace (what machines/qemu/setup-network does on a user's machine for good), so
+def setuid_bridge_helper(directory: Path) -> tuple[Path, Path]:
+    """A setuid copy of QEMU's bridge helper and a /dev/net/tun node every user may open, to
+    be bound over the real ones only inside the test's mount namespace: what
+    machines/qemu/setup-network and udev (0666 tun) give a user's machine for good, so that
     `pulumi up` runs unprivileged as the README has users run it."""
-    copy = directory / "qemu-bridge-helper"
-    shutil.copy2(BRIDGE_HELPER, copy)
-    copy.chmod(0o4755)
-    return copy
+    helper = directory / "qemu-bridge-helper"
+    shutil.copy2(BRIDGE_HELPER, helper)
+    helper.chmod(0o4755)
+    tun = directory / "tun"
+    device = os.stat(TUN_DEVICE).st_rdev
+    os.mknod(tun, 0o666 | stat.S_IFCHR, device)
+    tun.chmod(0o666)
+    return helper, tun
 
 
 def image_for_other_users(image: Path, directory: Path) -> Path:
@@ -266,3 +284,46 @@ def image_for_other_users(image: Path, directory: Path) -> Path:
             shutil.copy2(path, target / path.name)
     target.chmod(0o755)
     return target
+
+
+@dataclass
+class OutputsClient:
+    """A client on the host side set up only from the stack's outputs, as kube-apiserver
+    would be: `etcd_servers`, the CA and the apiserver client certificate and key (0600), plus a
+    hosts file for the member names (the host resolves none); run inside the members' network
+    namespace."""
+
+    outputs: dict[str, Any]
+    namespace: str
+    files: Path
+
+    def __post_init__(self) -> None:
+        self.files.mkdir(parents=True, exist_ok=True)
+        self.hosts = hosts_file(self.files / "hosts", {
+            member["fqdn"]: member["private_ipv4"] for member in self.outputs["members"]})
+        (self.files / "ca.pem").write_text(self.outputs["ca_pem"])
+        (self.files / "client.pem").write_text(self.outputs["apiserver_client_cert_pem"])
+        key = self.files / "client-key.pem"
+        key.touch(mode=0o600)
+        key.write_text(self.outputs["apiserver_client_key_pem"])
+        self.etcdctl = str(realcheck.etcd_binary("3.5", "etcdctl"))
+
+    def run(self, argv: Sequence[str], **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(realcheck.in_netns(self.namespace, argv, hosts_file=self.hosts),
+                              capture_output=True, text=True, timeout=120,
+                              env={**os.environ, **env})
+
+    def apiserver(self, *args: str) -> subprocess.CompletedProcess[str]:
+        files = self.files
+        return self.run([self.etcdctl, f"--endpoints={self.outputs['etcd_servers']}",
+                         f"--cacert={files / 'ca.pem'}", f"--cert={files / 'client.pem'}",
+                         f"--key={files / 'client-key.pem'}", *args])
+
+    def wait_healthy(self, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """etcd starts with --no-block: `create` done does not mean the cluster has formed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            health = self.apiserver("endpoint", "health", "--cluster")
+            if health.returncode == 0 or time.monotonic() > deadline:
+                return health
+            time.sleep(2)
