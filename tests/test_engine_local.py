@@ -84,6 +84,8 @@ def test_the_policy_pack_runs_under_the_engine_and_a_preview_that_breaks_a_polic
                                  "--policy-pack-config", str(policy / "config.json"),
                                  "--json", check=False)
         assert passing.returncode == 0, passing.stdout + passing.stderr
+        # Private keys are secrets: never in the plan a pull request shows.
+        assert "PRIVATE KEY" not in passing.stdout + passing.stderr
         plan = json.loads(passing.stdout)
         planned = {step["newState"]["type"] for step in plan["steps"] if step["op"] == "create"}
         assert planned >= LOCAL_TYPES, planned
@@ -192,3 +194,68 @@ def _qemu_processes_under(directory: Path) -> list[int]:
                 found.append(int(proc.name))
     return found
 
+
+
+def repository_copy(directory: Path) -> Path:
+    """The scripts and toolchain sources as a fresh clone has them (git's tracked files)."""
+    tracked = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "scripts", "toolchain"],
+                             capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, tracked):
+        target = directory / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, target)
+    return directory
+
+
+def pulumi_env(copy: Path, path: str, **env: str) -> subprocess.CompletedProcess[str]:
+    home = copy / "home"
+    home.mkdir(exist_ok=True)
+    # PULUMI_HOME too: the CLI finds the user's home from the password database, not $HOME.
+    return subprocess.run([str(copy / "scripts" / "pulumi-env")], cwd=copy, capture_output=True,
+                          text=True, timeout=600,
+                          env={"PATH": path, "HOME": str(home), "LANG": "C.UTF-8",
+                               "PULUMI_HOME": str(home / ".pulumi"), **env})
+
+
+def test_without_a_pulumi_cli_the_first_command_uses_the_built_toolchain_and_says_so(
+        toolchain: Path) -> None:
+    with scratch_dir("engine-env-") as directory:
+        copy = repository_copy(directory)
+        # No pulumi anywhere on PATH; Go stays, as on a machine that can build the toolchain.
+        go = shutil.which("go")
+        path = ":".join([*([str(Path(go).parent)] if go else []), "/usr/bin", "/bin"])
+        done = pulumi_env(copy, path, ETCD_PULUMI_TOOLCHAIN_CACHE=str(toolchain.parent))
+        assert done.returncode == 0, done.stderr
+        assert "no Pulumi CLI on PATH: using the project's own build" in done.stderr, done.stderr
+        exports = dict(line.removeprefix("export ").split("=", 1)
+                       for line in done.stdout.splitlines())
+        assert exports["PATH"].startswith(f"{toolchain}/bin:"), exports
+        # The local stack needs no questions: a file backend and a generated passphrase.
+        assert exports["PULUMI_BACKEND_URL"] == f"file://{copy}/.local/state", exports
+        passphrase = copy / ".local" / "passphrase"
+        assert exports["PULUMI_CONFIG_PASSPHRASE_FILE"] == str(passphrase), exports
+        assert oct(passphrase.stat().st_mode & 0o777) == "0o600"
+        assert len(passphrase.read_text().strip()) >= 32
+        # The plugins are installed into the user's plugin cache, the CLI's own way.
+        installed = sorted(path.name for path in (copy / "home" / ".pulumi" / "plugins").iterdir()
+                           if path.is_dir())
+        assert installed == ["resource-command-v1.2.1", "resource-tls-v5.6.2"], installed
+        # A second run keeps the passphrase (the stack's secrets stay readable).
+        first = passphrase.read_text()
+        again = pulumi_env(copy, path, ETCD_PULUMI_TOOLCHAIN_CACHE=str(toolchain.parent))
+        assert again.returncode == 0, again.stderr
+        assert passphrase.read_text() == first
+
+
+def test_a_pulumi_cli_on_path_is_used_as_it_is(toolchain: Path) -> None:
+    with scratch_dir("engine-env-own-") as directory:
+        copy = repository_copy(directory)
+        bin_dir = directory / "users-bin"
+        bin_dir.mkdir()
+        (bin_dir / "pulumi").symlink_to(toolchain / "bin" / "pulumi")
+        done = pulumi_env(copy, f"{bin_dir}:/usr/bin:/bin",
+                          PULUMI_BACKEND_URL="file:///somewhere", PULUMI_CONFIG_PASSPHRASE="")
+        assert done.returncode == 0, done.stderr
+        assert f"using the Pulumi CLI on PATH: {bin_dir}/pulumi" in done.stderr, done.stderr
+        # Nothing chosen for a user who chose: no PATH, backend or passphrase of ours.
+        assert done.stdout == "", done.stdout
