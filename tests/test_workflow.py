@@ -82,7 +82,9 @@ def test_it_runs_on_pull_requests_and_pushes_to_main_never_on_pull_request_targe
 def test_the_tests_run_on_every_event_as_ci_runs_them_with_sudo() -> None:
     test = job("test")
     assert "if" not in test
-    assert "sudo --preserve-env=CI bash .ci/run" in run_text("test")
+    assert 'sudo --preserve-env=CI env "PATH=$PATH" bash .ci/run' in run_text("test")
+    # .ci/run builds the Pulumi toolchain with Go: set up before it, kept on sudo's PATH.
+    assert step_using("test", "actions/setup-go")["with"]["go-version"] == "1.26"
 
 
 def test_the_preview_runs_on_pull_requests_after_the_tests_with_the_policy_pack_and_a_comment() -> None:
