@@ -52,8 +52,9 @@ def toolchain(cold: bool, workdir: Path, figures: dict[str, float]) -> Path:
     env = {**os.environ, "ETCD_PULUMI_TOOLCHAIN_CACHE": str(workdir / "toolchain"),
            "GOMODCACHE": str(workdir / "gomod"), "GOCACHE": str(workdir / "gocache")}
     with timed("toolchain: cold build", figures):
-        done = subprocess.run([str(BUILD_SCRIPT)], env=env, check=True, capture_output=True,
-                              text=True)
+        done = subprocess.run([str(BUILD_SCRIPT)], env=env, stdout=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        sys.exit(f"the toolchain build failed ({done.returncode}): its output is above")
     built = Path(done.stdout.strip())
     info = json.loads((built / "build-info").read_text())
     print(f"  toolchain parts: {info['seconds']}, {info['size_mib']} MiB")
