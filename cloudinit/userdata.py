@@ -17,8 +17,8 @@ import yaml
 
 from cloudinit import seed, unit
 from cloudinit.etcd_flags import DEFAULT_PATHS, EtcdPaths, etcd_flags
-from components.settings import EtcdTuning
-from components.topology import Member, Topology
+from model.settings import EtcdTuning
+from model.topology import Member, Topology
 
 # DigitalOcean refuses user-data above 64 KiB.
 USER_DATA_LIMIT_BYTES = 64 * 1024

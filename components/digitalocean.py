@@ -13,10 +13,10 @@ from __future__ import annotations
 import pulumi
 import pulumi_digitalocean as do
 
-from components.firewall import inbound_rules
 from components.nodes import MemberMachine
-from components.settings import Settings
-from components.topology import Member, Topology
+from model.firewall import inbound_rules
+from model.settings import Settings
+from model.topology import Member, Topology
 
 COMMON_TAG = "etcd"
 # Properties DigitalOcean can only change by rebuilding the droplet.

@@ -16,8 +16,8 @@ import pulumi_command as command
 
 from components import vm_spec
 from components.nodes import MemberMachine
-from components.settings import Settings
-from components.topology import Topology
+from model.settings import Settings
+from model.topology import Topology
 
 COMMAND_INPUTS = ["create", "delete", "environment", "interpreter", "stdin", "dir"]
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from components.settings import PROJECT, SPECS, SettingsError, load_settings
+from model.settings import PROJECT, SPECS, SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 TYPES = {"str": "string", "int": "integer", "bool": "boolean", "list": "array"}

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from components import releases
-from components.settings import SPECS, SettingsError, load_settings
+from model import releases
+from model.settings import SPECS, SettingsError, load_settings
 
 REQUIRED = {"dnsZone": "example.com", "cloudflareZoneId": "0123456789abcdef0123456789abcdef"}
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from components import local_network, releases
+from model import local_network, releases
 
 PROJECT = "etcd-cluster"
 
