@@ -16,6 +16,7 @@ from model.settings import (
     Settings,
     SettingsError,
     load_settings,
+    schema,
 )
 
 REQUIRED = {"dnsZone": "example.com", "cloudflareZoneId": "0123456789abcdef0123456789abcdef"}
@@ -313,3 +314,28 @@ def test_the_dataclass_defaults_equal_the_schemas(model: type) -> None:
         default = fields[name].default
         expected = SPEC_BY_KEY[key].default
         assert (list(default) if isinstance(default, tuple) else default) == expected, (name, key)
+
+
+def test_a_renamed_setting_names_its_new_name_not_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    # No setting has been renamed yet: the mechanism is tested with an entry of the test's own.
+    monkeypatch.setitem(schema.RENAMED_SETTINGS, "etcdMembers",
+                        ("memberCount", "the name says what it counts."))
+    assert only_problem(etcdMembers=3) == (
+        "etcd-cluster:etcdMembers was renamed to memberCount: the name says what it counts. "
+        "Move the value with `pulumi config set memberCount <value>` and "
+        "`pulumi config rm etcdMembers`.")
+
+
+def test_a_removed_setting_says_why_it_went_not_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(schema.REMOVED_SETTINGS, "etcdAutoTls",
+                        "members always use the certificates this program issues.")
+    assert only_problem(etcdAutoTls=True) == (
+        "etcd-cluster:etcdAutoTls was removed: members always use the certificates this program "
+        "issues. Remove it with `pulumi config rm etcdAutoTls`.")
+
+
+def test_renamed_and_removed_settings_are_not_current_settings() -> None:
+    for key, (new_key, _) in schema.RENAMED_SETTINGS.items():
+        assert key not in SPEC_BY_KEY and new_key in SPEC_BY_KEY, key
+    for key in schema.REMOVED_SETTINGS:
+        assert key not in SPEC_BY_KEY, key

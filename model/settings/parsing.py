@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from model.settings.schema import SPEC_BY_KEY
+from model.settings.schema import REMOVED_SETTINGS, RENAMED_SETTINGS, SPEC_BY_KEY
 from model.settings.types import PROJECT
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -33,17 +33,26 @@ def setting_name(key: str) -> str:
     return f"{PROJECT}:{key}"
 
 
+def _unknown(key: str) -> str:
+    """The problem with a key the schema does not know: renamed, removed, or misspelt."""
+    if key in RENAMED_SETTINGS:
+        new_key, why = RENAMED_SETTINGS[key]
+        return (f"{setting_name(key)} was renamed to {new_key}: {why} Move the value with "
+                f"`pulumi config set {new_key} <value>` and `pulumi config rm {key}`.")
+    if key in REMOVED_SETTINGS:
+        return (f"{setting_name(key)} was removed: {REMOVED_SETTINGS[key]} "
+                f"Remove it with `pulumi config rm {key}`.")
+    return (f"{setting_name(key)} is not a setting of this program; known settings: "
+            f"{', '.join(sorted(SPEC_BY_KEY))}. Remove it or fix its spelling.")
+
+
 class Reader:
     """Reads raw values into typed ones, recording every problem instead of stopping at one."""
 
     def __init__(self, raw: Mapping[str, Any]) -> None:
         unknown = sorted(set(raw) - set(SPEC_BY_KEY))
         self.raw = raw
-        self.problems: list[str] = [
-            f"{setting_name(key)} is not a setting of this program; known settings: "
-            f"{', '.join(sorted(SPEC_BY_KEY))}. Remove it or fix its spelling."
-            for key in unknown
-        ]
+        self.problems: list[str] = [_unknown(key) for key in unknown]
 
     def problem(self, key: str, value: Any, message: str) -> None:
         self.problems.append(f"{setting_name(key)} = {value!r}: {message}")

@@ -103,3 +103,11 @@ GROUPS: tuple[SettingGroup, ...] = (
 )
 SPECS: tuple[SettingSpec, ...] = tuple(spec for group in GROUPS for spec in group.specs)
 SPEC_BY_KEY = {spec.key: spec for spec in SPECS}
+
+# Settings a stack may still carry from an older version of this program: each gets a message of
+# its own instead of "not a setting" (kubespray keeps such a list, `removed_vars`). No setting has
+# been renamed or removed yet.
+# old key -> (new key, what changed)
+RENAMED_SETTINGS: dict[str, tuple[str, str]] = {}
+# old key -> why it went and what to do instead
+REMOVED_SETTINGS: dict[str, str] = {}
