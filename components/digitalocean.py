@@ -57,7 +57,8 @@ class DigitalOceanMembers(pulumi.ComponentResource):
 
         self.machines = {}
         for member in topology.members:
-            member_user_data: pulumi.Output[str] = pulumi.Output.secret(user_data[member.name])
+            # Secret already: EtcdCluster renders it as a secret Output (one place).
+            member_user_data = user_data[member.name]
             volume = do.Volume(
                 f"{member.name}-data",
                 name=volume_name(settings, member),

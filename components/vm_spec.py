@@ -39,10 +39,15 @@ def vm_name(settings: Settings, member: Member) -> str:
     return f"{settings.resource_prefix}-{member.name}"
 
 
-def _static_address(settings: Settings, member: Member) -> str:
+def static_ipv4(settings: Settings, member: Member) -> str:
+    """The member's static address; local backends have one for every member."""
     if member.static_ipv4 is None:
         raise ValueError(f"{member.name} has no static address; the backend is {settings.backend}")
-    return f"{member.static_ipv4}/{local_network.prefix_length(settings.local.network_cidr)}"
+    return member.static_ipv4
+
+
+def _static_address(settings: Settings, member: Member) -> str:
+    return f"{static_ipv4(settings, member)}/{local_network.prefix_length(settings.local.network_cidr)}"
 
 
 def network_seed(settings: Settings, member: Member) -> seed.NetworkSeed:
