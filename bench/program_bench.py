@@ -24,7 +24,7 @@ import time
 import warnings
 from pathlib import Path
 
-# The project (components, cloudinit) and its test harness (tests/program.py, tests/tls_mock.py).
+# The project (model, cloudinit, components) and its test harness (tests/program.py, tests/tls_mock.py).
 ROOT = Path(__file__).resolve().parent.parent
 for directory in (ROOT, ROOT / "tests"):
     if str(directory) not in sys.path:

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from components.settings import EtcdTuning
-from components.topology import CLIENT_PORT, METRICS_PORT, PEER_PORT, Member, Topology
+from model.settings import EtcdTuning
+from model.topology import CLIENT_PORT, METRICS_PORT, PEER_PORT, Member, Topology
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,9 @@ import yaml
 
 from cloudinit import seed, unit
 from cloudinit.etcd_flags import DEFAULT_PATHS, EtcdPaths, etcd_flags
-from components.settings import EtcdTuning
-from components.topology import Member, Topology
+from model import consumers
+from model.settings import EtcdTuning
+from model.topology import CLIENT_PORT, Member, Topology
 
 # DigitalOcean refuses user-data above 64 KiB.
 USER_DATA_LIMIT_BYTES = 64 * 1024
@@ -89,13 +90,8 @@ def _file(path: str, content: str, permissions: str, owner: str = "root:root") -
 
 def _etcdctl_env(paths: EtcdPaths) -> str:
     # For operators on the machine: `set -a; . /etc/etcd/etcdctl.env; etcdctl member list`.
-    variables = {
-        "ETCDCTL_API": "3",
-        "ETCDCTL_ENDPOINTS": "https://127.0.0.1:2379",
-        "ETCDCTL_CACERT": paths.client_ca,
-        "ETCDCTL_CERT": paths.healthcheck_cert,
-        "ETCDCTL_KEY": paths.healthcheck_key,
-    }
+    variables = consumers.etcdctl_variables([f"https://127.0.0.1:{CLIENT_PORT}"], paths.client_ca,
+                                            paths.healthcheck_cert, paths.healthcheck_key)
     return "".join(f"{name}={value}\n" for name, value in variables.items())
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pulumi
 import pulumi_cloudflare as cloudflare
 
-from components.settings import Settings
-from components.topology import CLIENT_PORT, PEER_PORT, Topology
+from model.settings import Settings
+from model.topology import CLIENT_PORT, PEER_PORT, Topology
 
 
 def srv_names(dns_domain: str) -> dict[str, int]:

@@ -18,15 +18,16 @@ from cloudinit.userdata import (
     check_size,
     render_user_data,
 )
-from components import consumers, expiry, releases, vm_spec
+from components import vm_spec
 from components.cloudflare import CloudflareRecords
 from components.digitalocean import DigitalOceanMembers, volume_device
 from components.nodes import NodeBackend
 from components.pki import APISERVER_CLIENT, HEALTHCHECK_CLIENT, OPERATOR_CLIENT, EtcdPki
 from components.qemu import QemuMembers
-from components.settings import Settings
-from components.topology import Member, Topology, build_topology
 from components.virtualbox import VirtualBoxMembers
+from model import consumers, expiry, releases
+from model.settings import Settings
+from model.topology import Member, Topology, build_topology
 
 BACKENDS: dict[str, type[NodeBackend]] = {
     "digitalocean": DigitalOceanMembers,

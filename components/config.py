@@ -7,7 +7,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from components.settings import PROJECT, Settings, SettingsError, load_settings
+from model.settings import PROJECT, Settings, SettingsError, load_settings
 
 
 class StackSettingsError(SettingsError, pulumi.RunError):

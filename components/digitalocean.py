@@ -13,10 +13,10 @@ from __future__ import annotations
 import pulumi
 import pulumi_digitalocean as do
 
-from components.firewall import inbound_rules
 from components.nodes import MemberMachine
-from components.settings import Settings
-from components.topology import Member, Topology
+from model.firewall import inbound_rules
+from model.settings import Settings
+from model.topology import Member, Topology
 
 COMMON_TAG = "etcd"
 # Properties DigitalOcean can only change by rebuilding the droplet.
@@ -57,7 +57,8 @@ class DigitalOceanMembers(pulumi.ComponentResource):
 
         self.machines = {}
         for member in topology.members:
-            member_user_data: pulumi.Output[str] = pulumi.Output.secret(user_data[member.name])
+            # Secret already: EtcdCluster renders it as a secret Output (one place).
+            member_user_data = user_data[member.name]
             volume = do.Volume(
                 f"{member.name}-data",
                 name=volume_name(settings, member),

@@ -16,8 +16,8 @@ import pulumi_command as command
 
 from components import vm_spec
 from components.nodes import MemberMachine
-from components.settings import Settings
-from components.topology import Topology
+from model.settings import Settings
+from model.topology import Topology
 
 COMMAND_INPUTS = ["create", "delete", "environment", "interpreter", "stdin", "dir"]
 
@@ -32,10 +32,9 @@ class LocalVmMembers(pulumi.ComponentResource):
         scripts = vm_spec.scripts(settings.backend)
         self.machines = {}
         for member in topology.members:
-            address = member.static_ipv4
-            if address is None:
-                raise ValueError(f"{member.name} has no static address")
-            member_user_data: pulumi.Output[str] = pulumi.Output.secret(user_data[member.name])
+            address = vm_spec.static_ipv4(settings, member)
+            # Secret already: EtcdCluster renders it as a secret Output (one place).
+            member_user_data = user_data[member.name]
             vm = command.local.Command(
                 member.name,
                 create=scripts.create,

@@ -11,8 +11,8 @@ from typing import Protocol
 
 import pulumi
 
-from components.settings import Settings
-from components.topology import Topology
+from model.settings import Settings
+from model.topology import Topology
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_tls as tls
 
-from components.settings import KeyAlgorithm, Settings
-from components.topology import Member, Topology
+from model.settings import KeyAlgorithm, Settings
+from model.topology import Member, Topology
 
 CA_USES = ["cert_signing", "crl_signing", "digital_signature"]
 # Server certs also authenticate as clients: etcd's gRPC gateway dials its own client port with

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pulumi
 
 from components.local_vms import LocalVmMembers
-from components.settings import Settings
-from components.topology import Topology
+from model.settings import Settings
+from model.topology import Topology
 
 
 class QemuMembers(LocalVmMembers):

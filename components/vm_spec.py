@@ -2,7 +2,8 @@
 
 Pure: no Pulumi imports. The scripts (machines/) take the member's user-data on stdin and
 everything else from these ETCD_VM_* variables (machines/README.md documents each); the seed
-documents are rendered here by the YAML serializer, never by the scripts.
+documents are rendered here by the YAML serializer, never by the scripts. It uses cloudinit's
+seed renderer, so it lives in components/ (imports run model <- cloudinit <- components).
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cloudinit import seed
-from components import local_network
-from components.settings import Backend, Settings
-from components.topology import Member
+from model import local_network
+from model.settings import Backend, Settings
+from model.topology import Member
 
 # Where each backend's data disk appears in the guest (the disk's serial is `etcd-data`).
 DATA_DEVICES: dict[Backend, str] = {
@@ -38,10 +39,15 @@ def vm_name(settings: Settings, member: Member) -> str:
     return f"{settings.resource_prefix}-{member.name}"
 
 
-def _static_address(settings: Settings, member: Member) -> str:
+def static_ipv4(settings: Settings, member: Member) -> str:
+    """The member's static address; local backends have one for every member."""
     if member.static_ipv4 is None:
         raise ValueError(f"{member.name} has no static address; the backend is {settings.backend}")
-    return f"{member.static_ipv4}/{local_network.prefix_length(settings.local.network_cidr)}"
+    return member.static_ipv4
+
+
+def _static_address(settings: Settings, member: Member) -> str:
+    return f"{static_ipv4(settings, member)}/{local_network.prefix_length(settings.local.network_cidr)}"
 
 
 def network_seed(settings: Settings, member: Member) -> seed.NetworkSeed:

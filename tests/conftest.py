@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import pytest
 
-# The project's packages (components, cloudinit) and the test helpers (program, tls_mock) import
+# The project's packages (model, cloudinit, components) and the test helpers (program, tls_mock) import
 # by their plain names, as tests/ modules do (`import realcheck`).
 ROOT = Path(__file__).resolve().parent.parent
 for directory in (ROOT, ROOT / "tests"):

@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 BUILD_SCRIPT = REPO / "scripts" / "build-pulumi-toolchain"
 PROJECT = "etcd-cluster"
 # What `pulumi` reads of the program; .venv is linked or made, never copied.
-PROGRAM_FILES = ("Pulumi.yaml", "__main__.py", "requirements.txt", "components", "cloudinit",
+PROGRAM_FILES = ("Pulumi.yaml", "__main__.py", "requirements.txt", "model", "components", "cloudinit",
                  "machines")
 PASSPHRASE = "engine-tests-passphrase"
 NOBODY = (65534, 65534)

@@ -39,8 +39,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from cloudinit.etcd_flags import EtcdPaths
 from cloudinit.userdata import MemberPki
-from components.settings import Settings, load_settings
-from components.topology import Member, Topology, build_topology
+from model.settings import Settings, load_settings
+from model.topology import Member, Topology, build_topology
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS_DIR = REPO / "cloudinit" / "scripts"

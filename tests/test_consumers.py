@@ -7,7 +7,7 @@ import subprocess
 
 import yaml
 
-from components.consumers import etcdctl_env, kubeadm_external_etcd
+from model.consumers import etcdctl_env, kubeadm_external_etcd
 
 ENDPOINTS = ["https://etcd-1.dev.example.com:2379", "https://etcd-2.dev.example.com:2379"]
 

@@ -19,7 +19,7 @@ import realcheck
 from realcheck import LINES, MEMBER_COUNTS, flag_names, flag_values, topology_for
 
 from cloudinit.etcd_flags import DEFAULT_PATHS, EtcdPaths, etcd_flags
-from components.topology import CLIENT_PORT, METRICS_PORT, PEER_PORT
+from model.topology import CLIENT_PORT, METRICS_PORT, PEER_PORT
 
 REAL_LINES = ("3.4", "3.5")
 LISTED_LINES = ("3.6", "3.7")

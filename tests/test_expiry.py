@@ -1,4 +1,4 @@
-"""Certificate expiry warnings: the pure decision (components/expiry.py) and the program's warnings.
+"""Certificate expiry warnings: the pure decision (model/expiry.py) and the program's warnings.
 
 The program tests run the real program under mocks whose pulumi-tls makes real certificates with
 real validity times, and read what the program sent to the engine's log (the mock engine writes
@@ -16,8 +16,8 @@ from program import LOCALLY_SIGNED_CERT, SELF_SIGNED_CERT, run_program
 from pulumi.runtime.rpc import UNKNOWN
 from tls_mock import TlsMock
 
-from components import expiry
-from components.settings import SettingsError, load_settings
+from model import expiry
+from model.settings import SettingsError, load_settings
 
 NOW = datetime.datetime(2026, 6, 1, 12, 0, 0, tzinfo=datetime.timezone.utc)
 REQUIRED = {"dnsZone": "example.com", "cloudflareZoneId": "0" * 32}

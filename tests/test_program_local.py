@@ -21,8 +21,8 @@ from cryptography import x509
 from program import COMMAND, DNS_RECORD, DROPLET, ProgramError, ProgramRun
 
 from cloudinit.userdata import write_file_contents
-from components import local_network
-from components.settings import PROJECT, SettingsError, load_settings
+from model import local_network
+from model.settings import PROJECT, SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_STACK = {key.removeprefix(f"{PROJECT}:"): value for key, value in

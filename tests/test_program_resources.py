@@ -28,7 +28,7 @@ from program import (
 )
 from tls_mock import TlsMockError
 
-from components.settings import SettingsError
+from model.settings import SettingsError
 
 FINGERPRINT = "3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa"
 CLIENT_PORT, PEER_PORT, METRICS_PORT, SSH_PORT = "2379", "2380", "2381", "22"

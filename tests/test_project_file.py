@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from components.settings import PROJECT, SPECS, SettingsError, load_settings
+from model.settings import GROUPS, PROJECT, SPECS, SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 TYPES = {"str": "string", "int": "integer", "bool": "boolean", "list": "array"}
@@ -35,6 +35,19 @@ def test_every_setting_is_declared_with_its_type_description_and_default() -> No
         assert entry["type"] == TYPES[spec.kind], spec.key
         assert entry["description"] == spec.description, spec.key
         assert entry["default"] == ("" if spec.default is None else spec.default), spec.key
+
+
+def test_the_project_file_shows_the_schemas_groups_in_order() -> None:
+    # Each group opens with a `# --- <group> ---` comment line before its first setting.
+    lines = (ROOT / "Pulumi.yaml").read_text().split("\nconfig:\n", 1)[1].splitlines()
+    seen: list[tuple[str, list[str]]] = []
+    for line in lines:
+        if line.startswith("  # --- ") and line.endswith(" ---"):
+            seen.append((line.removeprefix("  # --- ").removesuffix(" ---"), []))
+        elif line.startswith("  ") and not line.startswith("   ") and line.endswith(":"):
+            assert seen, f"{line.strip()} comes before the first group comment"
+            seen[-1][1].append(line.strip().removesuffix(":"))
+    assert seen == [(group.title, [spec.key for spec in group.specs]) for group in GROUPS]
 
 
 def dev_stack_settings() -> dict[str, Any]:
@@ -76,3 +89,16 @@ def test_the_readme_documents_every_setting() -> None:
     readme = (ROOT / "README.md").read_text()
     for spec in SPECS:
         assert f"| `{spec.key}` |" in readme, spec.key
+
+
+def test_the_readme_documents_the_settings_in_the_schemas_groups() -> None:
+    readme = (ROOT / "README.md").read_text()
+    reference = readme.split("## Configuration reference", 1)[1].split("\n## ", 1)[0]
+    seen: list[tuple[str, list[str]]] = []
+    for line in reference.splitlines():
+        if line.startswith("**") and line.endswith("**"):
+            seen.append((line.strip("*"), []))
+        elif line.startswith("| `"):
+            assert seen, f"{line} comes before the first group heading"
+            seen[-1][1].append(line.split("`")[1])
+    assert seen == [(group.title, [spec.key for spec in group.specs]) for group in GROUPS]

@@ -1,4 +1,4 @@
-"""The built-in release checksums (components/releases.py) against a record kept apart from the
+"""The built-in release checksums (model/releases.py) against a record kept apart from the
 code: tests/data/etcd-release-sha256sums.txt, lines in the format of upstream's SHA256SUMS, each
 with where it was read. A mistyped checksum fails here, not at a member's first boot."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from components import releases
+from model import releases
 
 RECORD = Path(__file__).resolve().parent / "data" / "etcd-release-sha256sums.txt"
 LINE = re.compile(r"^([0-9a-f]{64})  (etcd-v(\d+\.\d+\.\d+)-linux-amd64\.tar\.gz)$")
@@ -60,7 +60,7 @@ def test_every_built_in_release_is_in_the_record_and_nothing_else() -> None:
 def test_each_built_in_checksum_matches_the_independent_record(version: str) -> None:
     record = RECORDED[version]
     assert releases.known_sha256(version) == record.sha256, (
-        f"components/releases.py pins {releases.known_sha256(version)} for {version}; "
+        f"model/releases.py pins {releases.known_sha256(version)} for {version}; "
         f"{RECORD.name} records {record.sha256} ({'; '.join(record.sources)})")
     assert record.file_name == releases.download_url(
         releases.DEFAULT_DOWNLOAD_URL, version).rsplit("/", 1)[1]

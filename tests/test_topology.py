@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from components.settings import load_settings
-from components.topology import build_topology
+from model.settings import load_settings
+from model.topology import build_topology
 
 REQUIRED = {"dnsZone": "example.com", "cloudflareZoneId": "0123456789abcdef0123456789abcdef"}
 

@@ -34,7 +34,7 @@ from cloudinit.userdata import (
     render_user_data,
     write_file_contents,
 )
-from components.settings import EtcdTuning
+from model.settings import EtcdTuning
 
 ALGORITHMS = ("ecdsa-p256", "rsa-4096")
 ETCD_UNIT = "/etc/systemd/system/etcd.service"

@@ -1,6 +1,6 @@
 """The cloud firewall, emulated for real with nftables inside each member's namespace.
 
-DigitalOcean applies the project's firewall (components/firewall.py `inbound_rules`) to every
+DigitalOcean applies the project's firewall (model/firewall.py `inbound_rules`) to every
 droplet with the cluster tag: a port is reachable only from the tags and CIDRs a rule lists,
 and a port no rule lists is closed. Here each source tag becomes the addresses of the namespaces
 that carry it (the members carry their droplets' tags, the client namespace the client tags, the
@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
-from components.firewall import InboundRule
+from model.firewall import InboundRule
 
 TABLE = "erc_cloud_firewall"
 # Every inbound port the design names (README "Ports on each member"): closed unless a rule opens it.

@@ -26,8 +26,8 @@ from typing import Any
 
 from program import DNS_RECORD, DROPLET, FIREWALL, ProgramRun
 
-from components.firewall import InboundRule, inbound_rules
-from components.settings import Settings
+from model.firewall import InboundRule, inbound_rules
+from model.settings import Settings
 from realcluster import cleanup
 from realcluster.member import EtcdMember
 from realcluster.netns import Host, Network, stale

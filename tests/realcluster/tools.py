@@ -17,7 +17,7 @@ from pathlib import Path
 import realcheck
 
 # The release each version line is rendered for: both have a checksum built into the program
-# (components/releases.py), so the configuration is exactly what a real stack would get.
+# (model/releases.py), so the configuration is exactly what a real stack would get.
 PROGRAM_VERSION = {"3.4": "3.4.13", "3.5": "3.5.21"}
 LINES = tuple(PROGRAM_VERSION)
 SEARCH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -31,6 +31,18 @@ def kubeadm_external_etcd(endpoints: Sequence[str]) -> str:
     return yaml.safe_dump(section, sort_keys=False)
 
 
+def etcdctl_variables(endpoints: Sequence[str], ca_file: str, cert_file: str,
+                      key_file: str) -> dict[str, str]:
+    """The ETCDCTL_* variables that point etcdctl at the cluster with a client certificate."""
+    return {
+        "ETCDCTL_API": "3",
+        "ETCDCTL_ENDPOINTS": ",".join(endpoints),
+        "ETCDCTL_CACERT": ca_file,
+        "ETCDCTL_CERT": cert_file,
+        "ETCDCTL_KEY": key_file,
+    }
+
+
 def etcdctl_env(cluster: str, endpoints: Sequence[str], ca_pem: str, cert_pem: str,
                 key_pem: str) -> str:
     """A shell snippet for operators: writes the operator client files and exports ETCDCTL_*.
@@ -46,12 +58,7 @@ def etcdctl_env(cluster: str, endpoints: Sequence[str], ca_pem: str, cert_pem: s
     for name, content in files.items():
         lines.append(f'  printf %s {shlex.quote(content)} > "{directory}/{name}"')
     lines.append(")")
-    exports = {
-        "ETCDCTL_API": "3",
-        "ETCDCTL_ENDPOINTS": ",".join(endpoints),
-        "ETCDCTL_CACERT": f"{directory}/ca.crt",
-        "ETCDCTL_CERT": f"{directory}/operator.crt",
-        "ETCDCTL_KEY": f"{directory}/operator.key",
-    }
+    exports = etcdctl_variables(endpoints, f"{directory}/ca.crt", f"{directory}/operator.crt",
+                                f"{directory}/operator.key")
     lines += [f'export {name}="{value}"' for name, value in exports.items()]
     return "\n".join(lines) + "\n"

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from components import local_network
-from components.settings import Settings
+from model import local_network
+from model.settings import Settings
 
 CLIENT_PORT = 2379
 PEER_PORT = 2380

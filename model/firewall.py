@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from components.settings import Settings
-from components.topology import CLIENT_PORT, METRICS_PORT, PEER_PORT
+from model.settings import Settings
+from model.topology import CLIENT_PORT, METRICS_PORT, PEER_PORT
 
 SSH_PORT = 22
 

@@ -1,0 +1,64 @@
+"""Typed, validated stack settings.
+
+Pure: no Pulumi imports. `load_settings` takes the raw configuration (what `pulumi config` holds,
+as strings or already-parsed values) and returns `Settings`, or raises `SettingsError` listing
+every bad input at once, each naming the setting, the value and the fix. Nothing is created
+before this passes.
+
+The parts: `types` (the typed model), `schema` (`SPECS`, one entry per setting, in groups),
+`parsing` (reading raw values, shared checks) and one validator per concern: `cluster`, `etcd`
+(release and tuning), `tls`, `dns`, `digitalocean` (with who may reach the members) and
+`local_vms`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from model.settings.cluster import check_cluster
+from model.settings.digitalocean import check_access, check_digitalocean
+from model.settings.dns import check_dns
+from model.settings.etcd import check_release, check_tuning
+from model.settings.local_vms import check_local_vms
+from model.settings.parsing import Reader, SettingsError
+from model.settings.schema import GROUPS, SPEC_BY_KEY, SPECS, SettingGroup, SettingSpec
+from model.settings.tls import check_tls
+from model.settings.types import (
+    BACKENDS,
+    KEY_ALGORITHMS,
+    LOCAL_BACKENDS,
+    PROJECT,
+    QEMU_ACCELS,
+    Backend,
+    EtcdTuning,
+    KeyAlgorithm,
+    LocalVmSettings,
+    QemuAccel,
+    Settings,
+    resource_prefix,
+)
+
+__all__ = [
+    "BACKENDS", "GROUPS", "KEY_ALGORITHMS", "LOCAL_BACKENDS", "PROJECT", "QEMU_ACCELS", "SPECS",
+    "SPEC_BY_KEY", "Backend", "EtcdTuning", "KeyAlgorithm", "LocalVmSettings", "QemuAccel",
+    "SettingGroup", "SettingSpec", "Settings", "SettingsError", "load_settings", "resource_prefix",
+]
+
+
+def load_settings(raw: Mapping[str, Any], stack: str) -> Settings:
+    """Parse and validate the raw stack configuration. Raises SettingsError listing all problems."""
+    c = Reader(raw)
+    cluster = check_cluster(c, stack)
+    release = check_release(c)
+    dns = check_dns(c, cluster["backend"], cluster["cluster_name"])
+    access = check_access(c)
+    digitalocean = check_digitalocean(c, cluster["cluster_name"], stack)
+    tuning = check_tuning(c)
+    tls = check_tls(c)
+    install_packages = c.value("installPackages")
+    local = check_local_vms(c)
+    if c.problems:
+        raise SettingsError(c.problems)
+    return Settings(**cluster, **release, **dns, **access, **digitalocean, **tls, tuning=tuning,
+                    install_packages=install_packages, local=local)
