@@ -53,7 +53,7 @@ def toolchain_or_skip() -> Path:
                           timeout=60)
     if done.returncode != 0:
         pytest.skip("the Pulumi toolchain is not built: run scripts/build-pulumi-toolchain "
-                    "(needs Go and the Go module proxy; about 10-20 minutes once)")
+                    "(needs Go and the Go module proxy; about 8 minutes once on 2 cores)")
     return Path(done.stdout.strip())
 
 
