@@ -1,12 +1,12 @@
-"""An etcd cluster for Kubernetes: read settings, build the cluster, export what consumers need."""
+"""An etcd cluster for Kubernetes: read settings, build the clusters, export what consumers need."""
 
 import pulumi
 
-from components.cluster import EtcdCluster
 from components.config import stack_settings
+from components.stack import build_clusters, stack_outputs
 
 # Bad settings stop here, with every problem listed, before any resource is registered.
 settings = stack_settings()
-cluster = EtcdCluster(settings.cluster_name, settings)
-for name, value in cluster.outputs.items():
+main_cluster, events_cluster = build_clusters(settings)
+for name, value in stack_outputs(main_cluster, events_cluster).items():
     pulumi.export(name, value)

@@ -8,7 +8,9 @@
   PKI, one `command` resource per member instead of droplets, volumes and records;
 - `pulumi up` of the local stack (3 QEMU VMs) to a healthy cluster, against a bare VM's boot to
   cloud-init done (bench/local_bench.py's seed), and the ratio;
-- a second `pulumi up` with no changes.
+- a second `pulumi up` with no changes;
+- a `pulumi up` that rolls renewed certificates out to the 3 running members, and per member;
+- a `pulumi up` that rolls a flag change out (each member's etcd restarted in turn), per member.
 Needs root (namespaces, the bridge). Usage:
     .venv/bin/python bench/engine_bench.py [--image DIR] [--cold-build] [--no-up]
 """
@@ -85,6 +87,18 @@ def bench_up(tools: Path, image: Path, workdir: Path, figures: dict[str, float])
             print(health.stdout + health.stderr, file=sys.stderr)
         with timed("second pulumi up, no changes", figures):
             local.pulumi("up", "--yes", "--skip-preview", "--expect-no-changes")
+        # Renewed certificates rolled out to the 3 running members, one after another.
+        local.pulumi("config", "set", "certValidityHours", "8000")
+        with timed("pulumi up rolling renewed certificates out to 3 members", figures):
+            local.pulumi("up", "--yes", "--skip-preview")
+        figures["certificate rollout, per member"] = (
+            figures["pulumi up rolling renewed certificates out to 3 members"] / 3)
+        # A tuning change: each member's unit rewritten and etcd restarted, one after another.
+        local.pulumi("config", "set", "snapshotCount", "20000")
+        with timed("pulumi up rolling a flag change out to 3 members (3 restarts)", figures):
+            local.pulumi("up", "--yes", "--skip-preview")
+        figures["flag-change rollout, per member"] = (
+            figures["pulumi up rolling a flag change out to 3 members (3 restarts)"] / 3)
         with timed("pulumi destroy", figures):
             local.pulumi("destroy", "--yes", "--skip-preview", timeout=900)
 

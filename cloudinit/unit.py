@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from cloudinit import timeouts
 from cloudinit.etcd_flags import EtcdPaths
 
 # Where the member's data volume is mounted; the data directory lives inside it (a filesystem
@@ -52,12 +53,13 @@ def etcd_unit(
         ("Type", "notify"),
         ("User", "etcd"),
         ("Group", "etcd"),
+        ("Environment", f"ETCD_WAIT_FOR_PEERS_TIMEOUT={timeouts.PEER_NAMES_TIMEOUT_SECONDS}"),
         ("ExecStartPre", " ".join([f"{SBIN}/etcd-wait-for-peers", paths.data_dir, *peer_fqdns])),
         ("ExecStart", etcd_exec_start(paths, flags)),
         ("Restart", "on-failure"),
         ("RestartSec", "5s"),
         # The first start waits for DNS and for a quorum of peers that boot at their own pace.
-        ("TimeoutStartSec", "1200"),
+        ("TimeoutStartSec", str(timeouts.ETCD_START_TIMEOUT_SECONDS)),
         ("LimitNOFILE", "65536"),
         # etcd's tuning guide: give the member's disk I/O the best best-effort priority.
         ("IOSchedulingClass", "best-effort"),

@@ -8,6 +8,9 @@ depend on the state of a mirror, and changes software under a running cluster).
 
 from __future__ import annotations
 
+import base64
+import gzip
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -15,24 +18,38 @@ from typing import Any
 
 import yaml
 
-from cloudinit import seed, unit
+from cloudinit import seed, timeouts, unit
 from cloudinit.etcd_flags import DEFAULT_PATHS, EtcdPaths, etcd_flags
-from model import consumers
-from model.settings import EtcdTuning
+from model import consumers, rollout
+from model.cluster_spec import EtcdRelease
+from model.settings import Backend, EtcdTuning
 from model.topology import CLIENT_PORT, Member, Topology
 
-# DigitalOcean refuses user-data above 64 KiB.
-USER_DATA_LIMIT_BYTES = 64 * 1024
+# The largest user-data each backend takes: DigitalOcean refuses more than 64 KiB; the local
+# backends hand it to cloud-init in a NoCloud seed of their own, which has no limit.
+USER_DATA_LIMITS: dict[Backend, tuple[int, str] | None] = {
+    "digitalocean": (64 * 1024, "DigitalOcean's user-data limit"),
+    "qemu": None,
+    "virtualbox": None,
+}
 DATA_VOLUME_LABEL = "etcd-data"
+ETCD_UNIT_PATH = "/etc/systemd/system/etcd.service"
 METADATA_ADDRESS = "169.254.169.254"
-PACKAGES = ("ca-certificates", "curl", "nftables")
+# Users besides root that may reach the metadata service: DigitalOcean's monitoring agent.
+METADATA_ALLOWED_USERS = ("do-agent",)
+# openssl: the rollout scripts check and verify certificates with it.
+PACKAGES = ("ca-certificates", "curl", "nftables", "openssl")
 LOCAL_HOSTS = (
     "127.0.0.1 localhost\n"
     "::1 localhost ip6-localhost ip6-loopback\n"
     "ff02::1 ip6-allnodes\n"
     "ff02::2 ip6-allrouters\n"
 )
-SCRIPTS = ("etcd-install", "etcd-prepare-data", "etcd-wait-for-peers", "etcd-metadata-guard")
+# etcd-member-join and etcd-member-leave (membership changes through learners) are on every
+# member so that a machine created today can take part in a later grow, shrink or replacement.
+SCRIPTS = ("etcd-install", "etcd-prepare-data", "etcd-wait-for-peers", "etcd-metadata-guard",
+           "etcd-cluster-gate", "etcd-install-certs", "etcd-reconfigure", "etcd-member-join",
+           "etcd-member-leave")
 
 
 @dataclass(frozen=True)
@@ -50,13 +67,6 @@ class MemberPki:
 
 
 @dataclass(frozen=True)
-class EtcdRelease:
-    version: str
-    url: str
-    sha256: str
-
-
-@dataclass(frozen=True)
 class MemberUserData:
     member: Member
     topology: Topology
@@ -66,13 +76,15 @@ class MemberUserData:
     data_device: str
     pki: MemberPki
     paths: EtcdPaths = DEFAULT_PATHS
-    # Users besides root that may reach the metadata service: DigitalOcean's monitoring agent.
-    metadata_allowed_users: tuple[str, ...] = ("do-agent",)
+    metadata_allowed_users: tuple[str, ...] = METADATA_ALLOWED_USERS
     # (address, FQDN) of every member when addresses are static (local backends): names then
     # resolve from /etc/hosts, with no DNS server on the members' network.
     static_hosts: tuple[tuple[str, str], ...] = ()
-    # False for images that already carry curl, ca-certificates and nftables (offline images).
+    # False for images that already carry curl, ca-certificates, nftables and openssl (offline images).
     install_packages: bool = True
+    # The deploy key's public half (OpenSSH format): day-2 rollouts log in as the rollout user
+    # with it. None: no rollout user (rolloutVia none).
+    rollout_public_key: str | None = None
 
 
 def _script(name: str) -> str:
@@ -88,11 +100,31 @@ def _file(path: str, content: str, permissions: str, owner: str = "root:root") -
     return entry
 
 
+def _script_file(name: str) -> dict[str, Any]:
+    # The scripts are most of the document: compressed (cloud-init's gz+b64 encoding), so a
+    # 7-member cluster with RSA-4096 keys stays under DigitalOcean's 64 KiB user-data limit.
+    # mtime=0: the same script always renders the same bytes (no spurious diffs).
+    packed = base64.b64encode(gzip.compress(_script(name).encode(), mtime=0)).decode()
+    return {"path": f"{unit.SBIN}/{name}", "content": packed, "encoding": "gz+b64",
+            "permissions": "0755", "owner": "root:root"}
+
+
 def _etcdctl_env(paths: EtcdPaths) -> str:
     # For operators on the machine: `set -a; . /etc/etcd/etcdctl.env; etcdctl member list`.
     variables = consumers.etcdctl_variables([f"https://127.0.0.1:{CLIENT_PORT}"], paths.client_ca,
                                             paths.healthcheck_cert, paths.healthcheck_key)
     return "".join(f"{name}={value}\n" for name, value in variables.items())
+
+
+def _rollout_user(public_key: str) -> dict[str, Any]:
+    # Logs in with the deploy key only (no password) and may run only the rollout scripts.
+    return {
+        "name": rollout.ROLLOUT_USER,
+        "shell": "/bin/sh",
+        "lock_passwd": True,
+        "ssh_authorized_keys": [public_key.strip()],
+        "sudo": rollout.sudoers_rule(),
+    }
 
 
 def _hosts(static_hosts: Sequence[tuple[str, str]]) -> str:
@@ -103,17 +135,44 @@ def member_flags(spec: MemberUserData) -> list[str]:
     return etcd_flags(spec.etcd_line, spec.member, spec.topology, spec.tuning, spec.paths)
 
 
+def etcd_service_unit(member: Member, topology: Topology, etcd_line: str, tuning: EtcdTuning,
+                      paths: EtcdPaths = DEFAULT_PATHS) -> str:
+    """The member's etcd.service: what its user-data writes at first boot, and what a
+    configuration rollout installs on a running member (so the two can never differ)."""
+    return unit.etcd_unit(member.name, topology.cluster_name, paths,
+                          etcd_flags(etcd_line, member, topology, tuning, paths),
+                          [peer.fqdn for peer in topology.members])
+
+
+def first_boot_only(install_packages: bool = True,
+                    metadata_allowed_users: Sequence[str] = METADATA_ALLOWED_USERS
+                    ) -> dict[str, Any]:
+    """What of the user-data reaches new members only (no rollout puts it on running ones):
+    the packages, the member-side scripts and the other files every member gets alike (by
+    SHA-256). Exported per cluster, so `pulumi preview` shows a change of it as a changed stack
+    output."""
+    guard = unit.metadata_guard_unit(METADATA_ADDRESS, metadata_allowed_users)
+    return {
+        "packages": list(PACKAGES) if install_packages else [],
+        "scripts": {name: _sha256(_script(name)) for name in SCRIPTS},
+        "files": {"/etc/systemd/system/etcd-metadata-guard.service": _sha256(guard),
+                  "/etc/etcd/etcdctl.env": _sha256(_etcdctl_env(DEFAULT_PATHS))},
+    }
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def cloud_config(spec: MemberUserData) -> dict[str, Any]:
     """The cloud-config document as a mapping (serialized by `render_user_data`)."""
     paths = spec.paths
     pki = spec.pki
-    peer_fqdns = [member.fqdn for member in spec.topology.members]
     etcd_owner = "etcd:etcd"
     write_files = [
-        *(_file(f"{unit.SBIN}/{name}", _script(name), "0755") for name in SCRIPTS),
-        _file("/etc/systemd/system/etcd.service",
-              unit.etcd_unit(spec.member.name, spec.topology.cluster_name, paths,
-                             member_flags(spec), peer_fqdns), "0644"),
+        *(_script_file(name) for name in SCRIPTS),
+        _file(ETCD_UNIT_PATH, etcd_service_unit(spec.member, spec.topology, spec.etcd_line,
+                                                spec.tuning, paths), "0644"),
         _file("/etc/systemd/system/etcd-metadata-guard.service",
               unit.metadata_guard_unit(METADATA_ADDRESS, spec.metadata_allowed_users), "0644"),
         _file(paths.client_ca, pki.client_ca_pem, "0644"),
@@ -145,10 +204,12 @@ def cloud_config(spec: MemberUserData) -> dict[str, Any]:
                 "shell": "/usr/sbin/nologin",
                 "lock_passwd": True,
             },
+            *([_rollout_user(spec.rollout_public_key)] if spec.rollout_public_key else []),
         ],
         "mounts": [[
             f"LABEL={DATA_VOLUME_LABEL}", unit.DATA_MOUNTPOINT, "ext4",
-            "defaults,noatime,nofail,x-systemd.device-timeout=600s", "0", "2",
+            "defaults,noatime,nofail,"
+            f"x-systemd.device-timeout={timeouts.DATA_DEVICE_TIMEOUT_SECONDS}s", "0", "2",
         ]],
         "write_files": write_files,
         "runcmd": [
@@ -160,7 +221,7 @@ def cloud_config(spec: MemberUserData) -> dict[str, Any]:
             [f"{unit.SBIN}/etcd-install", spec.release.version, spec.release.url,
              spec.release.sha256],
             [f"{unit.SBIN}/etcd-prepare-data", spec.data_device, DATA_VOLUME_LABEL,
-             unit.DATA_MOUNTPOINT, paths.data_dir],
+             unit.DATA_MOUNTPOINT, paths.data_dir, str(timeouts.DATA_DEVICE_TIMEOUT_SECONDS)],
             ["systemctl", "enable", "etcd.service"],
             # etcd reports ready only once a quorum has formed: starting it without --no-block
             # would hold cloud-init until the other members boot.
@@ -182,19 +243,21 @@ def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
 _Dumper.add_representer(str, _represent_str)
 
 
-def render_user_data(spec: MemberUserData) -> str:
-    body = yaml.dump(cloud_config(spec), Dumper=_Dumper, sort_keys=False, width=4096)
+def render_document(document: dict[str, Any]) -> str:
+    """A cloud-config document as user-data text: the header line, then block-style YAML."""
+    body = yaml.dump(document, Dumper=_Dumper, sort_keys=False, width=4096)
     return "#cloud-config\n" + body
 
 
-def write_file_contents(user_data: str) -> dict[str, str]:
-    """path -> content of every file a rendered user-data writes (for tests and tools)."""
-    document = yaml.safe_load(user_data)
-    return {entry["path"]: entry["content"] for entry in document.get("write_files", [])}
+def render_user_data(spec: MemberUserData) -> str:
+    return render_document(cloud_config(spec))
 
 
-def check_size(user_data: str, where: Sequence[str] = ()) -> None:
+def check_size(user_data: str, member_name: str, backend: Backend) -> None:
+    """Refuse user-data the backend would refuse, before any machine is asked for."""
+    limit = USER_DATA_LIMITS[backend]
     size = len(user_data.encode())
-    if size > USER_DATA_LIMIT_BYTES:
-        raise ValueError(f"user-data for {' '.join(where)} is {size} bytes, above DigitalOcean's "
-                         f"limit of {USER_DATA_LIMIT_BYTES}; use ecdsa-p256 keys.")
+    if limit is not None and size > limit[0]:
+        raise ValueError(f"user-data for {member_name} is {size} bytes, above {limit[1]} of "
+                         f"{limit[0]} bytes; use ecdsa-p256 keys (keyAlgorithm), whose keys and "
+                         "certificates are the smallest.")

@@ -6,11 +6,15 @@ a replaced member is found quickly. Optional SRV records serve etcd's DNS discov
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_cloudflare as cloudflare
 
-from model.settings import Settings
-from model.topology import CLIENT_PORT, PEER_PORT, Topology
+from components.naming import ChildNames
+from model.cluster_spec import DnsRecordsSpec
+from model.topology import CLIENT_PORT, PEER_PORT, Member
 
 
 def srv_names(dns_domain: str) -> dict[str, int]:
@@ -21,37 +25,51 @@ def srv_names(dns_domain: str) -> dict[str, int]:
     }
 
 
+@dataclass(frozen=True)
+class CloudflareRecordsArgs:
+    records: DnsRecordsSpec
+    members: tuple[Member, ...]
+    # Per member name: the address its A record points at.
+    addresses: Mapping[str, pulumi.Output[str]]
+    dns_domain: str
+    # Which cluster of which stack, for the records' comments.
+    owner: str
+    keep_unprefixed_names: bool = False
+
+
 class CloudflareRecords(pulumi.ComponentResource):
-    def __init__(self, name: str, settings: Settings, topology: Topology,
-                 addresses: dict[str, pulumi.Output[str]],
+    def __init__(self, name: str, args: CloudflareRecordsArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("etcd-cluster:index:CloudflareRecords", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        for member in topology.members:
-            cloudflare.DnsRecord(
-                member.name,
-                zone_id=settings.cloudflare_zone_id,
+        names = ChildNames(self, name, args.keep_unprefixed_names)
+        records = args.records
+        hostnames: list[pulumi.Output[str]] = []
+        for member in args.members:
+            record = cloudflare.DnsRecord(
+                names.name(member.name),
+                zone_id=records.zone_id,
                 name=member.fqdn,
                 type="A",
-                content=addresses[member.name],
-                ttl=settings.dns_ttl,
+                content=args.addresses[member.name],
+                ttl=records.ttl,
                 proxied=False,
-                comment=f"etcd member {member.name} of {settings.cluster_name} ({settings.stack})",
-                opts=child,
+                comment=f"etcd member {member.name} of {args.owner}",
+                opts=names.opts(member.name),
             )
-        if settings.dns_srv_records:
-            for service, port in srv_names(topology.dns_domain).items():
+            hostnames.append(record.name)
+        if records.srv_records:
+            for service, port in srv_names(args.dns_domain).items():
                 kind = service.split(".")[0].removeprefix("_")
-                for member in topology.members:
+                for member in args.members:
                     cloudflare.DnsRecord(
-                        f"{kind}-{member.name}",
-                        zone_id=settings.cloudflare_zone_id,
+                        names.name(f"{kind}-{member.name}"),
+                        zone_id=records.zone_id,
                         name=service,
                         type="SRV",
-                        ttl=settings.dns_ttl,
+                        ttl=records.ttl,
                         priority=0,
                         data=cloudflare.DnsRecordDataArgs(
                             priority=0, weight=10, port=port, target=member.fqdn),
-                        opts=child,
+                        opts=names.opts(f"{kind}-{member.name}"),
                     )
-        self.register_outputs({})
+        self.register_outputs({"hostnames": hostnames})

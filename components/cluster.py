@@ -1,74 +1,225 @@
-"""EtcdCluster: settings in, a secured etcd cluster and what Kubernetes needs out.
+"""EtcdCluster: one cluster's spec in, a secured etcd cluster and what Kubernetes needs out.
 
 Thin wiring over the pure model: topology -> PKI -> user-data -> machines -> DNS -> outputs.
+A program may hold several (the stack's main cluster and its events cluster): every child is
+named after the cluster (`f"{name}-pki"`), so two never collide.
 """
 
 from __future__ import annotations
 
 import datetime
 import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 
 from cloudinit.userdata import (
-    EtcdRelease,
     MemberPki,
     MemberUserData,
     check_size,
+    etcd_service_unit,
+    first_boot_only,
     render_user_data,
 )
 from components import vm_spec
-from components.cloudflare import CloudflareRecords
-from components.digitalocean import DigitalOceanMembers, volume_device
-from components.nodes import NodeBackend
-from components.pki import APISERVER_CLIENT, HEALTHCHECK_CLIENT, OPERATOR_CLIENT, EtcdPki
+from components.cloudflare import CloudflareRecords, CloudflareRecordsArgs
+from components.digitalocean import DigitalOceanMembers, DigitalOceanMembersArgs, volume_device
+from components.local_vms import LocalVm, LocalVmMembersArgs
+from components.naming import ChildNames
+from components.nodes import MemberMachine
+from components.pki import (
+    APISERVER_CLIENT,
+    HEALTHCHECK_CLIENT,
+    OPERATOR_CLIENT,
+    ClientPki,
+    EtcdPki,
+    EtcdPkiArgs,
+)
 from components.qemu import QemuMembers
+from components.rollout import MemberRollout, MemberRolloutArgs
 from components.virtualbox import VirtualBoxMembers
-from model import consumers, expiry, releases
-from model.settings import Settings
+from model import consumers, expiry, releases, rollout
+from model.cluster_spec import ClusterSpec
+from model.firewall import inbound_rules
 from model.topology import Member, Topology, build_topology
 
-BACKENDS: dict[str, type[NodeBackend]] = {
-    "digitalocean": DigitalOceanMembers,
-    "qemu": QemuMembers,
-    "virtualbox": VirtualBoxMembers,
-}
 
-
-def data_device(settings: Settings, member: Member) -> str:
-    """Where the member's data disk appears on its machine (the user-data mounts it)."""
-    if settings.backend == "digitalocean":
-        return volume_device(settings, member)
-    return vm_spec.DATA_DEVICES[settings.backend]
+@dataclass(frozen=True)
+class EtcdClusterArgs:
+    spec: ClusterSpec
+    # The client CA and client certificates to share (an events cluster takes the main
+    # cluster's, so kube-apiserver's one set of etcd files works for both); None: its own.
+    shared_clients: ClientPki | None = None
+    # DigitalOcean: the VPC to join (an events cluster joins the main cluster's); None: the
+    # spec's `vpc_id`, or a VPC of its own.
+    vpc_id: pulumi.Input[str] | None = None
+    # True for the stack's main cluster: stacks created before resources were named after their
+    # cluster keep their URNs (aliases), so no member is replaced by the rename.
+    keep_unprefixed_names: bool = False
 
 
 class EtcdCluster(pulumi.ComponentResource):
+    spec: ClusterSpec
     topology: Topology
     pki: EtcdPki
     user_data: dict[str, pulumi.Output[str]]
+    machines: dict[str, MemberMachine]
+    # DigitalOcean: the VPC the members are in; None on the local backends.
+    vpc_id: pulumi.Output[str] | None
     outputs: dict[str, Any]
 
-    def __init__(self, name: str, settings: Settings,
+    def __init__(self, name: str, args: EtcdClusterArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("etcd-cluster:index:EtcdCluster", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        self.topology = build_topology(settings)
-        self.pki = EtcdPki("pki", settings, self.topology, opts=child)
+        spec = args.spec
+        keep = args.keep_unprefixed_names
+        names = ChildNames(self, name, keep)
+        self.spec = spec
+        self.topology = build_topology(spec)
+        self.pki = EtcdPki(names.name("pki"), EtcdPkiArgs(
+            cluster_name=spec.name, topology=self.topology, tls=spec.tls,
+            shared_clients=args.shared_clients, keep_unprefixed_names=keep,
+            deploy_key=spec.rollout.enabled, protect_cas=spec.protect_members,
+        ), opts=names.opts("pki"))
         self.user_data = {
-            member.name: self._user_data(settings, member) for member in self.topology.members
+            member.name: self._user_data(member) for member in self.topology.members
         }
-        backend = BACKENDS[settings.backend]
-        machines = backend("members", settings, self.topology, self.user_data, opts=child).machines
-        if settings.uses_cloudflare:
-            CloudflareRecords(
-                "dns", settings, self.topology,
-                {name: machine.private_ipv4 for name, machine in machines.items()}, opts=child)
+        self.vpc_id = None
+        self.machines = self._machines(names.name("members"), args, names.opts("members"))
+        if spec.dns_records is not None:
+            CloudflareRecords(names.name("dns"), CloudflareRecordsArgs(
+                records=spec.dns_records,
+                members=self.topology.members,
+                addresses={member: machine.private_ipv4
+                           for member, machine in self.machines.items()},
+                dns_domain=self.topology.dns_domain,
+                owner=f"{spec.name} ({spec.stack})",
+                keep_unprefixed_names=keep,
+            ), opts=names.opts("dns"))
+        self._rollout(name)
 
+        self.outputs = self._outputs()
+        self.register_outputs(self.outputs)
+        warn_expiring_certificates(spec.name, self.pki.expiry_times(),
+                                   spec.tls.expiry_warning_days)
+
+    def _machines(self, name: str, args: EtcdClusterArgs,
+                  opts: pulumi.ResourceOptions) -> dict[str, MemberMachine]:
+        spec = args.spec
+        if spec.backend == "digitalocean":
+            members = DigitalOceanMembers(name, DigitalOceanMembersArgs(
+                members=self.topology.members,
+                user_data=self.user_data,
+                droplets=spec.droplets,
+                resource_prefix=spec.resource_prefix,
+                cluster_tag=spec.cluster_tag,
+                description=f"etcd cluster {spec.name} ({spec.stack})",
+                data_volume_size_gib=spec.data_volume_size_gib,
+                protect=spec.protect_members,
+                firewall_rules=tuple(inbound_rules(spec)),
+                vpc_id=args.vpc_id,
+                keep_unprefixed_names=args.keep_unprefixed_names,
+            ), opts=opts)
+            self.vpc_id = members.vpc_id
+            return members.machines
+        local_args = LocalVmMembersArgs(
+            vms={member.name: LocalVm(address=vm_spec.static_ipv4(spec, member),
+                                      environment=vm_spec.environment(spec, member))
+                 for member in self.topology.members},
+            scripts=vm_spec.scripts(spec.backend),
+            user_data=self.user_data,
+            protect=spec.protect_members,
+            keep_unprefixed_names=args.keep_unprefixed_names,
+        )
+        if spec.backend == "qemu":
+            return QemuMembers(name, local_args, opts=opts).machines
+        return VirtualBoxMembers(name, local_args, opts=opts).machines
+
+    def _rollout(self, name: str) -> None:
+        """Renewed certificates, a new etcd release and changed flags reach running members,
+        one at a time (components/rollout.py)."""
+        spec = self.spec
+        if self.pki.deploy_key is None:
+            pulumi.log.warn(rollout.not_configured_warning(spec.name), self)
+            return
+        via_public = spec.rollout.via == "public"
+        addresses = {}
+        for member_name, machine in self.machines.items():
+            address = machine.public_ipv4 if via_public else machine.private_ipv4
+            if address is None:
+                raise ValueError(f"{member_name} has no public address to roll out to")
+            addresses[member_name] = address
+        release = spec.release
+        MemberRollout(f"{name}-rollout", MemberRolloutArgs(
+            members=self.topology.members,
+            addresses=addresses,
+            bundles={member.name: self._certificate_bundle(member)
+                     for member in self.topology.members},
+            units={member.name: etcd_service_unit(member, self.topology, spec.etcd_line,
+                                                  spec.tuning)
+                   for member in self.topology.members},
+            configuration_command=rollout.configuration_step(
+                len(self.topology.members), release.version, release.url, release.sha256,
+                releases.previous_line_minimum(release.version)),
+            deploy_key=self.pki.deploy_key.private_key_openssh,
+            bastion=spec.rollout.bastion,
+            expected_members=len(self.topology.members),
+        ), opts=pulumi.ResourceOptions(parent=self))
+
+    def _certificate_bundle(self, member: Member) -> pulumi.Output[str]:
+        certs = self.pki.members[member.name]
+        bundle = pulumi.Output.all(
+            certs.server.cert_pem, certs.server.key_pem, certs.peer.cert_pem, certs.peer.key_pem,
+        ).apply(lambda pems: rollout.certificate_bundle(*pems))
+        return pulumi.Output.secret(bundle)
+
+    def _data_device(self, member: Member) -> str:
+        """Where the member's data disk appears on its machine (the user-data mounts it)."""
+        if self.spec.backend == "digitalocean":
+            return volume_device(self.spec.resource_prefix, member)
+        return vm_spec.DATA_DEVICES[self.spec.backend]
+
+    def _user_data(self, member: Member) -> pulumi.Output[str]:
+        spec = self.spec
+        certs = self.pki.members[member.name]
+        healthcheck = self.pki.clients[HEALTHCHECK_CLIENT]
+
+        def render(values: list[str | None]) -> str:
+            *pems, rollout_public_key = values
+            user_data = render_user_data(MemberUserData(
+                member=member,
+                topology=self.topology,
+                etcd_line=spec.etcd_line,
+                tuning=spec.tuning,
+                release=spec.release,
+                data_device=self._data_device(member),
+                pki=MemberPki(*(pem or "" for pem in pems)),
+                static_hosts=tuple(self.topology.static_hosts),
+                install_packages=spec.install_packages,
+                rollout_public_key=rollout_public_key,
+            ))
+            check_size(user_data, member.fqdn, spec.backend)
+            return user_data
+
+        rendered = pulumi.Output.all(
+            self.pki.client_ca.cert_pem, self.pki.peer_ca.cert_pem,
+            certs.server.cert_pem, certs.server.key_pem,
+            certs.peer.cert_pem, certs.peer.key_pem,
+            healthcheck.cert_pem, healthcheck.key_pem,
+            (self.pki.deploy_key.public_key_openssh if self.pki.deploy_key
+             else pulumi.Output.from_input(None)),
+        ).apply(render)
+        # The one place user-data becomes secret: it holds the member's private keys.
+        return pulumi.Output.secret(rendered)
+
+    def _outputs(self) -> dict[str, Any]:
+        spec = self.spec
         apiserver = self.pki.clients[APISERVER_CLIENT]
         operator = self.pki.clients[OPERATOR_CLIENT]
         endpoints = self.topology.client_urls
-        self.outputs = {
+        return {
             "etcd_servers": self.topology.etcd_servers,
             "endpoints": endpoints,
             "ca_pem": self.pki.client_ca.cert_pem,
@@ -77,58 +228,34 @@ class EtcdCluster(pulumi.ComponentResource):
             "kubeadm_external_etcd": consumers.kubeadm_external_etcd(endpoints),
             "etcdctl_env": pulumi.Output.secret(pulumi.Output.all(
                 self.pki.client_ca.cert_pem, operator.cert_pem, operator.key_pem,
-            ).apply(lambda pems: consumers.etcdctl_env(settings.cluster_name, endpoints, *pems))),
+            ).apply(lambda pems: consumers.etcdctl_env(spec.name, endpoints, *pems))),
             "members": [
                 {
                     "name": member.name,
                     "fqdn": member.fqdn,
-                    "private_ipv4": machines[member.name].private_ipv4,
-                    "public_ipv4": machines[member.name].public_ipv4,
+                    "private_ipv4": self.machines[member.name].private_ipv4,
+                    "public_ipv4": self.machines[member.name].public_ipv4,
                 }
                 for member in self.topology.members
             ],
             "certificate_expiry": self.pki.expiry_times(),
-            "etcd_version": settings.etcd_version,
-            "backend": settings.backend,
+            "etcd_version": spec.release.version,
+            "backend": spec.backend,
+            "cluster_name": spec.name,
+            # DigitalOcean: what consumers wire up: their droplets in this VPC, carrying one of
+            # the client tags the firewall admits to the client port; the members' own tag.
+            # None on the local backends.
+            "vpc_id": self.vpc_id,
+            "client_source_tags": (list(spec.access.client_source_tags)
+                                   if spec.backend == "digitalocean" else None),
+            "cluster_tag": spec.cluster_tag if spec.backend == "digitalocean" else None,
+            # What no rollout puts on running members: a change here shows at preview as a
+            # changed output, and reaches new (or replaced) members only.
+            "new_members_only": first_boot_only(spec.install_packages),
         }
-        self.register_outputs(self.outputs)
-        warn_expiring_certificates(settings.cluster_name, self.pki.expiry_times(),
-                                   settings.cert_expiry_warning_days)
-
-    def _user_data(self, settings: Settings, member: Member) -> pulumi.Output[str]:
-        certs = self.pki.members[member.name]
-        healthcheck = self.pki.clients[HEALTHCHECK_CLIENT]
-        release = EtcdRelease(
-            version=settings.etcd_version,
-            url=releases.download_url(settings.etcd_download_url, settings.etcd_version),
-            sha256=settings.etcd_sha256,
-        )
-
-        def render(pems: list[str]) -> str:
-            user_data = render_user_data(MemberUserData(
-                member=member,
-                topology=self.topology,
-                etcd_line=settings.etcd_line,
-                tuning=settings.tuning,
-                release=release,
-                data_device=data_device(settings, member),
-                pki=MemberPki(*pems),
-                static_hosts=tuple(self.topology.static_hosts),
-                install_packages=settings.install_packages,
-            ))
-            check_size(user_data, [member.name])
-            return user_data
-
-        rendered = pulumi.Output.all(
-            self.pki.client_ca.cert_pem, self.pki.peer_ca.cert_pem,
-            certs.server.cert_pem, certs.server.key_pem,
-            certs.peer.cert_pem, certs.peer.key_pem,
-            healthcheck.cert_pem, healthcheck.key_pem,
-        ).apply(render)
-        return pulumi.Output.secret(rendered)
 
 
-def warn_expiring_certificates(cluster: str, expiry_times: dict[str, pulumi.Output[str]],
+def warn_expiring_certificates(cluster: str, expiry_times: Mapping[str, pulumi.Output[str]],
                                warning_days: int) -> None:
     """`pulumi.log.warn` for each certificate that expires within `warning_days`.
 

@@ -10,89 +10,112 @@ at preview instead of replacing members. Replacing one member is a deliberate da
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_digitalocean as do
 
+from components.naming import ChildNames
 from components.nodes import MemberMachine
-from model.firewall import inbound_rules
-from model.settings import Settings
-from model.topology import Member, Topology
+from model.cluster_spec import DropletSpec
+from model.firewall import InboundRule
+from model.topology import Member
 
 COMMON_TAG = "etcd"
 # Properties DigitalOcean can only change by rebuilding the droplet.
 REBUILD_PROPERTIES = ["user_data", "image", "ssh_keys"]
 
 
-def volume_name(settings: Settings, member: Member) -> str:
-    return f"{settings.resource_prefix}-{member.index}"
+def volume_name(resource_prefix: str, member: Member) -> str:
+    return f"{resource_prefix}-{member.index}"
 
 
-def volume_device(settings: Settings, member: Member) -> str:
+def volume_device(resource_prefix: str, member: Member) -> str:
     """Where a DigitalOcean volume appears on its droplet."""
-    return f"/dev/disk/by-id/scsi-0DO_Volume_{volume_name(settings, member)}"
+    return f"/dev/disk/by-id/scsi-0DO_Volume_{volume_name(resource_prefix, member)}"
+
+
+@dataclass(frozen=True)
+class DigitalOceanMembersArgs:
+    members: tuple[Member, ...]
+    # Per member name; secret (EtcdCluster renders it as a secret Output, in one place).
+    user_data: Mapping[str, pulumi.Output[str]]
+    droplets: DropletSpec
+    # Unique per stack and cluster: prefixes droplet-independent names (volumes, VPC, firewall).
+    resource_prefix: str
+    # The tag that makes a droplet a member of this cluster (the firewall admits peers by it).
+    cluster_tag: str
+    description: str
+    data_volume_size_gib: int
+    protect: bool
+    firewall_rules: tuple[InboundRule, ...]
+    # Join this VPC (the main cluster's, for an events cluster); None: droplets.vpc_id, or a
+    # VPC of this cluster's own.
+    vpc_id: pulumi.Input[str] | None = None
+    keep_unprefixed_names: bool = False
 
 
 class DigitalOceanMembers(pulumi.ComponentResource):
     machines: dict[str, MemberMachine]
+    vpc_id: pulumi.Output[str]
 
-    def __init__(self, name: str, settings: Settings, topology: Topology,
-                 user_data: dict[str, pulumi.Output[str]],
+    def __init__(self, name: str, args: DigitalOceanMembersArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("etcd-cluster:index:DigitalOceanMembers", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        kept = pulumi.ResourceOptions(parent=self, protect=settings.protect_members)
+        names = ChildNames(self, name, args.keep_unprefixed_names)
+        droplets = args.droplets
 
-        if settings.vpc_id:
-            vpc_id: pulumi.Input[str] = settings.vpc_id
+        vpc_id = args.vpc_id or droplets.vpc_id
+        if vpc_id:
+            self.vpc_id = pulumi.Output.from_input(vpc_id)
         else:
-            vpc = do.Vpc("vpc", name=f"{settings.resource_prefix}-vpc", region=settings.region,
-                         ip_range=settings.vpc_ip_range,
-                         description=f"etcd cluster {settings.cluster_name} ({settings.stack})",
-                         opts=child)
-            vpc_id = vpc.id
+            vpc = do.Vpc(names.name("vpc"), name=f"{args.resource_prefix}-vpc",
+                         region=droplets.region, ip_range=droplets.vpc_ip_range,
+                         description=args.description, opts=names.opts("vpc"))
+            self.vpc_id = vpc.id
         # The common tag is shared by every etcd stack in the account, so no stack owns it (a
         # stack deleting it would untag the others); DigitalOcean creates it on first use.
-        cluster_tag = do.Tag("cluster-tag", name=settings.cluster_tag, opts=child)
-        tags: list[pulumi.Input[str]] = [COMMON_TAG, cluster_tag.name, *settings.extra_tags]
+        cluster_tag = do.Tag(names.name("cluster-tag"), name=args.cluster_tag,
+                             opts=names.opts("cluster-tag"))
+        tags: list[pulumi.Input[str]] = [COMMON_TAG, cluster_tag.name, *droplets.extra_tags]
 
         self.machines = {}
-        for member in topology.members:
-            # Secret already: EtcdCluster renders it as a secret Output (one place).
-            member_user_data = user_data[member.name]
+        for member in args.members:
             volume = do.Volume(
-                f"{member.name}-data",
-                name=volume_name(settings, member),
-                region=settings.region,
-                size=settings.data_volume_size_gib,
+                names.name(f"{member.name}-data"),
+                name=volume_name(args.resource_prefix, member),
+                region=droplets.region,
+                size=args.data_volume_size_gib,
                 # DigitalOcean formats it once, at creation; the user-data never reformats.
                 initial_filesystem_type="ext4",
                 initial_filesystem_label="etcd-data",
                 description=f"etcd data of {member.fqdn}",
-                tags=[COMMON_TAG, settings.cluster_tag],
-                opts=pulumi.ResourceOptions.merge(kept, pulumi.ResourceOptions(
-                    depends_on=[cluster_tag])),
+                tags=[COMMON_TAG, args.cluster_tag],
+                opts=names.opts(f"{member.name}-data", protect=args.protect,
+                                depends_on=[cluster_tag]),
             )
             droplet = do.Droplet(
-                member.name,
+                names.name(member.name),
                 name=member.fqdn,
-                region=settings.region,
-                size=settings.droplet_size,
-                image=settings.droplet_image,
-                vpc_uuid=vpc_id,
+                region=droplets.region,
+                size=droplets.size,
+                image=droplets.image,
+                vpc_uuid=self.vpc_id,
                 monitoring=True,
                 ipv6=False,
                 graceful_shutdown=True,
-                ssh_keys=list(settings.admin_ssh_keys),
+                ssh_keys=list(droplets.admin_ssh_keys),
                 tags=tags,
-                user_data=member_user_data,
-                opts=pulumi.ResourceOptions.merge(kept, pulumi.ResourceOptions(
-                    ignore_changes=REBUILD_PROPERTIES)),
+                user_data=args.user_data[member.name],
+                opts=names.opts(member.name, protect=args.protect,
+                                ignore_changes=REBUILD_PROPERTIES),
             )
             do.VolumeAttachment(
-                f"{member.name}-data-attachment",
+                names.name(f"{member.name}-data-attachment"),
                 droplet_id=droplet.id.apply(int),
                 volume_id=volume.id,
-                opts=child,
+                opts=names.opts(f"{member.name}-data-attachment"),
             )
             self.machines[member.name] = MemberMachine(
                 private_ipv4=droplet.ipv4_address_private,
@@ -100,8 +123,8 @@ class DigitalOceanMembers(pulumi.ComponentResource):
             )
 
         do.Firewall(
-            "firewall",
-            name=f"{settings.resource_prefix}-firewall",
+            names.name("firewall"),
+            name=f"{args.resource_prefix}-firewall",
             tags=[cluster_tag.name],
             inbound_rules=[
                 do.FirewallInboundRuleArgs(
@@ -110,7 +133,7 @@ class DigitalOceanMembers(pulumi.ComponentResource):
                     source_tags=list(rule.source_tags) or None,
                     source_addresses=list(rule.source_cidrs) or None,
                 )
-                for rule in inbound_rules(settings)
+                for rule in args.firewall_rules
             ],
             # Members fetch packages and the etcd release, and resolve names.
             outbound_rules=[
@@ -118,6 +141,11 @@ class DigitalOceanMembers(pulumi.ComponentResource):
                                             destination_addresses=["0.0.0.0/0", "::/0"])
                 for protocol, ports in (("tcp", "1-65535"), ("udp", "1-65535"), ("icmp", None))
             ],
-            opts=child,
+            opts=names.opts("firewall"),
         )
-        self.register_outputs({})
+        self.register_outputs({
+            "vpc_id": self.vpc_id,
+            "cluster_tag": cluster_tag.name,
+            "private_ipv4": {member: machine.private_ipv4
+                             for member, machine in self.machines.items()},
+        })

@@ -11,48 +11,68 @@ deliberate `pulumi up --replace <urn>`, one member at a time (README: "Replacing
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_command as command
 
 from components import vm_spec
+from components.naming import ChildNames
 from components.nodes import MemberMachine
-from model.settings import Settings
-from model.topology import Topology
 
 COMMAND_INPUTS = ["create", "delete", "environment", "interpreter", "stdin", "dir"]
+
+
+@dataclass(frozen=True)
+class LocalVm:
+    """One member's VM: its static address and its scripts' ETCD_VM_* environment."""
+
+    address: str
+    environment: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class LocalVmMembersArgs:
+    # Per member name.
+    vms: Mapping[str, LocalVm]
+    scripts: vm_spec.VmScripts
+    # Per member name; secret (EtcdCluster renders it as a secret Output, in one place).
+    user_data: Mapping[str, pulumi.Output[str]]
+    protect: bool
+    keep_unprefixed_names: bool = False
 
 
 class LocalVmMembers(pulumi.ComponentResource):
     machines: dict[str, MemberMachine]
 
-    def __init__(self, type_name: str, name: str, settings: Settings, topology: Topology,
-                 user_data: dict[str, pulumi.Output[str]],
+    def __init__(self, type_name: str, name: str, args: LocalVmMembersArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(type_name, name, None, opts)
-        scripts = vm_spec.scripts(settings.backend)
+        names = ChildNames(self, name, args.keep_unprefixed_names)
         self.machines = {}
-        for member in topology.members:
-            address = vm_spec.static_ipv4(settings, member)
-            # Secret already: EtcdCluster renders it as a secret Output (one place).
-            member_user_data = user_data[member.name]
+        for member_name, spec in args.vms.items():
             vm = command.local.Command(
-                member.name,
-                create=scripts.create,
-                delete=scripts.delete,
+                names.name(member_name),
+                create=args.scripts.create,
+                delete=args.scripts.delete,
                 interpreter=vm_spec.INTERPRETER,
-                environment=vm_spec.environment(settings, member),
-                stdin=member_user_data,
+                environment=dict(spec.environment),
+                stdin=args.user_data[member_name],
                 # The scripts print progress only; the user-data never reaches their output.
                 logging=command.local.Logging.STDOUT_AND_STDERR,
-                opts=pulumi.ResourceOptions(parent=self, protect=settings.protect_members,
-                                            ignore_changes=COMMAND_INPUTS),
+                opts=names.opts(member_name, protect=args.protect,
+                                ignore_changes=COMMAND_INPUTS),
             )
             # The address is static, but DNS records and outputs should follow the VM's creation.
-            self.machines[member.name] = MemberMachine(
-                private_ipv4=_once_created(vm, address),
+            self.machines[member_name] = MemberMachine(
+                private_ipv4=_once_created(vm, spec.address),
                 public_ipv4=None,
             )
-        self.register_outputs({})
+        self.register_outputs({
+            "private_ipv4": {member: machine.private_ipv4
+                             for member, machine in self.machines.items()},
+        })
 
 
 def _once_created(vm: command.local.Command, address: str) -> pulumi.Output[str]:

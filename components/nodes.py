@@ -1,18 +1,15 @@
-"""The node-backend interface: members (and their user-data) in, per-member addresses out.
+"""What every node backend gives back: per member, the machine's addresses.
 
-DigitalOcean, QEMU and VirtualBox each implement it in a file of their own (digitalocean.py,
-qemu.py, virtualbox.py); `cluster.py` picks one by the `backend` setting and never looks inside.
+DigitalOcean, QEMU and VirtualBox each create machines in a file of their own (digitalocean.py,
+qemu.py, virtualbox.py) from args of their own; `cluster.py` picks one by the backend and reads
+only `machines`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
 import pulumi
-
-from model.settings import Settings
-from model.topology import Topology
 
 
 @dataclass(frozen=True)
@@ -20,14 +17,3 @@ class MemberMachine:
     private_ipv4: pulumi.Output[str]
     # None where the machine has no public address (local VMs).
     public_ipv4: pulumi.Output[str] | None
-
-
-class NodeBackend(Protocol):
-    """A component resource class that creates one machine per member."""
-
-    machines: dict[str, MemberMachine]
-
-    def __init__(self, name: str, settings: Settings, topology: Topology,
-                 user_data: dict[str, pulumi.Output[str]],
-                 opts: pulumi.ResourceOptions | None = None) -> None: ...
-

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import pulumi
 
-from components.local_vms import LocalVmMembers
-from model.settings import Settings
-from model.topology import Topology
+from components.local_vms import LocalVmMembers, LocalVmMembersArgs
 
 
 class QemuMembers(LocalVmMembers):
-    def __init__(self, name: str, settings: Settings, topology: Topology,
-                 user_data: dict[str, pulumi.Output[str]],
+    def __init__(self, name: str, args: LocalVmMembersArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("etcd-cluster:index:QemuMembers", name, settings, topology, user_data, opts)
+        super().__init__("etcd-cluster:index:QemuMembers", name, args, opts)

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from cloudinit import seed
 from model import local_network
-from model.settings import Backend, Settings
+from model.cluster_spec import ClusterSpec
+from model.settings import Backend
 from model.topology import Member
 
 # Where each backend's data disk appears in the guest (the disk's serial is `etcd-data`).
@@ -34,71 +35,72 @@ def scripts(backend: Backend) -> VmScripts:
     return VmScripts(create=f"machines/{backend}/create-vm", delete=f"machines/{backend}/delete-vm")
 
 
-def vm_name(settings: Settings, member: Member) -> str:
+def vm_name(cluster: ClusterSpec, member: Member) -> str:
     """Unique on the machine across stacks and clusters (VirtualBox names are global)."""
-    return f"{settings.resource_prefix}-{member.name}"
+    return f"{cluster.resource_prefix}-{member.name}"
 
 
-def static_ipv4(settings: Settings, member: Member) -> str:
+def static_ipv4(cluster: ClusterSpec, member: Member) -> str:
     """The member's static address; local backends have one for every member."""
     if member.static_ipv4 is None:
-        raise ValueError(f"{member.name} has no static address; the backend is {settings.backend}")
+        raise ValueError(f"{member.name} has no static address; the backend is {cluster.backend}")
     return member.static_ipv4
 
 
-def _static_address(settings: Settings, member: Member) -> str:
-    return f"{static_ipv4(settings, member)}/{local_network.prefix_length(settings.local.network_cidr)}"
+def _static_address(cluster: ClusterSpec, member: Member) -> str:
+    prefix_length = local_network.prefix_length(cluster.local.network_cidr)
+    return f"{static_ipv4(cluster, member)}/{prefix_length}"
 
 
-def network_seed(settings: Settings, member: Member) -> seed.NetworkSeed:
-    name = vm_name(settings, member)
+def network_seed(cluster: ClusterSpec, member: Member) -> seed.NetworkSeed:
+    name = vm_name(cluster, member)
     static = seed.StaticInterface(
         mac=local_network.mac_address(name),
-        address=_static_address(settings, member),
+        address=_static_address(cluster, member),
         # VirtualBox VMs reach out through their NAT NIC; QEMU VMs through the host's bridge.
-        gateway=(local_network.gateway_ipv4(settings.local.network_cidr)
-                 if settings.backend == "qemu" else None),
-        nameservers=settings.local.nameservers,
+        gateway=(local_network.gateway_ipv4(cluster.local.network_cidr)
+                 if cluster.backend == "qemu" else None),
+        nameservers=cluster.local.nameservers,
     )
-    if settings.backend == "virtualbox":
+    if cluster.backend == "virtualbox":
         return seed.NetworkSeed(static=static,
-                                dhcp=(seed.DhcpInterface(mac=nat_mac(settings, member)),))
+                                dhcp=(seed.DhcpInterface(mac=nat_mac(cluster, member)),))
     return seed.NetworkSeed(static=static)
 
 
-def nat_mac(settings: Settings, member: Member) -> str:
-    return local_network.mac_address(f"{vm_name(settings, member)}/nat")
+def nat_mac(cluster: ClusterSpec, member: Member) -> str:
+    return local_network.mac_address(f"{vm_name(cluster, member)}/nat")
 
 
-def environment(settings: Settings, member: Member) -> dict[str, str]:
+def environment(cluster: ClusterSpec, member: Member) -> dict[str, str]:
     """The ETCD_VM_* variables of one member's create and delete scripts."""
-    name = vm_name(settings, member)
-    local = settings.local
+    name = vm_name(cluster, member)
+    local = cluster.local
     variables = {
         "ETCD_VM_NAME": name,
         "ETCD_VM_HOSTNAME": member.fqdn,
         "ETCD_VM_STATE_DIR": f"{local.state_dir.rstrip('/')}/{name}",
         "ETCD_VM_CPUS": str(local.cpus),
         "ETCD_VM_MEMORY_MIB": str(local.memory_mib),
-        "ETCD_VM_DATA_DISK_GIB": str(settings.data_volume_size_gib),
+        "ETCD_VM_DATA_DISK_GIB": str(cluster.data_volume_size_gib),
         "ETCD_VM_MAC": local_network.mac_address(name),
         "ETCD_VM_META_DATA": seed.meta_data(instance_id=name, hostname=member.fqdn),
-        "ETCD_VM_NETWORK_CONFIG": seed.network_config(network_seed(settings, member)),
+        "ETCD_VM_NETWORK_CONFIG": seed.network_config(network_seed(cluster, member)),
         "ETCD_VM_BOOT_TIMEOUT": str(local.boot_timeout_seconds),
     }
-    if settings.backend == "qemu":
+    if cluster.backend == "qemu":
         variables.update({
             "ETCD_VM_IMAGE_DIR": local.qemu_image_dir,
             "ETCD_VM_BRIDGE": local.qemu_bridge,
             "ETCD_VM_ACCEL": local.qemu_accel,
         })
-    elif settings.backend == "virtualbox":
+    elif cluster.backend == "virtualbox":
         variables.update({
             "ETCD_VM_BASE_VM": local.virtualbox_base_vm,
             "ETCD_VM_HOSTONLY_ADAPTER": local.virtualbox_hostonly_adapter,
             "ETCD_VM_STORAGE_CONTROLLER": local.virtualbox_storage_controller,
-            "ETCD_VM_NAT_MAC": nat_mac(settings, member),
+            "ETCD_VM_NAT_MAC": nat_mac(cluster, member),
         })
     else:
-        raise ValueError(f"backend {settings.backend} does not run VMs on this machine")
+        raise ValueError(f"backend {cluster.backend} does not run VMs on this machine")
     return variables

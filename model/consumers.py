@@ -16,9 +16,29 @@ KUBEADM_CERT_FILE = "/etc/kubernetes/pki/apiserver-etcd-client.crt"
 KUBEADM_KEY_FILE = "/etc/kubernetes/pki/apiserver-etcd-client.key"
 
 
-def kubeadm_external_etcd(endpoints: Sequence[str]) -> str:
-    """The `etcd:` section of a kubeadm `ClusterConfiguration` for this cluster."""
-    section = {
+# kube-apiserver keeps events (core group, resource `events`) apart with this override.
+EVENTS_RESOURCE = "/events"
+SERVERS_OVERRIDES_FLAG = "etcd-servers-overrides"
+
+
+def etcd_servers_overrides(events_client_urls: Sequence[str]) -> str:
+    """kube-apiserver `--etcd-servers-overrides` for an events cluster.
+
+    The format is `group/resource#servers` with the servers separated by `;` (a `,` separates
+    overrides); events are in the core group, whose name is empty: `/events#https://...;...`.
+    """
+    return f"{EVENTS_RESOURCE}#{';'.join(events_client_urls)}"
+
+
+def kubeadm_external_etcd(endpoints: Sequence[str], servers_overrides: str | None = None) -> str:
+    """The parts of a kubeadm `ClusterConfiguration` (v1beta4) that point it at this stack.
+
+    `etcd.external` for the main cluster; with an events cluster also `apiServer.extraArgs`
+    carrying `--etcd-servers-overrides` (v1beta4 lists extra args as name/value pairs). The
+    events cluster needs no files of its own: its server certificates chain to the same CA and
+    accept the same client certificate.
+    """
+    section: dict[str, object] = {
         "etcd": {
             "external": {
                 "endpoints": list(endpoints),
@@ -28,14 +48,18 @@ def kubeadm_external_etcd(endpoints: Sequence[str]) -> str:
             }
         }
     }
+    if servers_overrides is not None:
+        section["apiServer"] = {
+            "extraArgs": [{"name": SERVERS_OVERRIDES_FLAG, "value": servers_overrides}],
+        }
     return yaml.safe_dump(section, sort_keys=False)
 
 
 def etcdctl_variables(endpoints: Sequence[str], ca_file: str, cert_file: str,
                       key_file: str) -> dict[str, str]:
-    """The ETCDCTL_* variables that point etcdctl at the cluster with a client certificate."""
+    """The ETCDCTL_* variables that point etcdctl at the cluster with a client certificate.
+    No ETCDCTL_API: v3 is the default since etcdctl 3.4, and etcdctl 3.6 warns about it."""
     return {
-        "ETCDCTL_API": "3",
         "ETCDCTL_ENDPOINTS": ",".join(endpoints),
         "ETCDCTL_CACERT": ca_file,
         "ETCDCTL_CERT": cert_file,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model.settings import Settings
+from model.cluster_spec import ClusterSpec
 from model.topology import CLIENT_PORT, METRICS_PORT, PEER_PORT
 
 SSH_PORT = 22
@@ -22,17 +22,18 @@ class InboundRule:
     source_cidrs: tuple[str, ...] = ()
 
 
-def inbound_rules(settings: Settings) -> list[InboundRule]:
-    members = settings.cluster_tag
+def inbound_rules(cluster: ClusterSpec) -> list[InboundRule]:
+    members = cluster.cluster_tag
+    access = cluster.access
     rules = [
         # Members talk to each other's client port too (gRPC gateway, `etcdctl` on a member).
         InboundRule(CLIENT_PORT, "etcd clients",
-                    source_tags=(members, *settings.client_source_tags),
-                    source_cidrs=settings.client_source_cidrs),
+                    source_tags=(members, *access.client_source_tags),
+                    source_cidrs=access.client_source_cidrs),
         InboundRule(PEER_PORT, "etcd peers", source_tags=(members,)),
         InboundRule(METRICS_PORT, "metrics",
-                    source_tags=settings.monitoring_source_tags,
-                    source_cidrs=settings.monitoring_source_cidrs),
-        InboundRule(SSH_PORT, "ssh", source_cidrs=settings.admin_cidrs),
+                    source_tags=access.monitoring_source_tags,
+                    source_cidrs=access.monitoring_source_cidrs),
+        InboundRule(SSH_PORT, "ssh", source_cidrs=access.admin_cidrs),
     ]
     return [rule for rule in rules if rule.source_tags or rule.source_cidrs]

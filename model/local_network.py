@@ -2,7 +2,8 @@
 
 Pure: no Pulumi imports. On a local network nothing assigns addresses, so the program does: the
 first host address of `localNetworkCidr` is the gateway (the host's bridge or host-only
-adapter) and member N gets host number `FIRST_MEMBER_HOST + N`. Knowing the addresses up front
+adapter) and member N gets host number `FIRST_MEMBER_HOST + N` (the events cluster's members
+`EVENTS_FIRST_MEMBER_HOST + N`). Knowing the addresses up front
 lets certificates carry IP SANs and every member write the others into /etc/hosts.
 """
 
@@ -14,16 +15,17 @@ import ipaddress
 # Hosts 2-10 are left to the host and anything else the user puts on the network.
 FIRST_MEMBER_HOST = 10
 MAX_MEMBERS = 7
-# The smallest network that holds the gateway and seven members.
-MIN_HOSTS = FIRST_MEMBER_HOST + MAX_MEMBERS + 1
+EVENTS_FIRST_MEMBER_HOST = 20
+# The smallest network that holds the gateway and seven members of each cluster.
+MIN_HOSTS = EVENTS_FIRST_MEMBER_HOST + MAX_MEMBERS + 1
 
 
 def gateway_ipv4(cidr: str) -> str:
     return str(ipaddress.ip_network(cidr).network_address + 1)
 
 
-def member_ipv4(cidr: str, index: int) -> str:
-    return str(ipaddress.ip_network(cidr).network_address + FIRST_MEMBER_HOST + index)
+def member_ipv4(cidr: str, index: int, first_member_host: int = FIRST_MEMBER_HOST) -> str:
+    return str(ipaddress.ip_network(cidr).network_address + first_member_host + index)
 
 
 def prefix_length(cidr: str) -> int:

@@ -62,6 +62,13 @@ PINNED: dict[str, PinnedRelease] = {
 }
 
 DEFAULT_VERSION = "3.6.14"
+
+# The oldest patch release of the previous line from which a line may be entered, where etcd's
+# upgrade guide names one: "Before upgrading to 3.6, make sure that all of your 3.5 members are
+# updated to 3.5.32 or later" (etcd.io/docs/v3.6/upgrades/upgrade_3_6; earlier editions said
+# 3.5.20, then 3.5.24 and 3.5.26: the guide raises it as upgrade blockers are fixed). The
+# member-side upgrade check (etcd-reconfigure --previous-minor-from) enforces it.
+PREVIOUS_LINE_MINIMUM = {"3.6": "3.5.32"}
 KNOWN_VERSIONS: tuple[str, ...] = tuple(PINNED)
 
 
@@ -83,6 +90,11 @@ def version_line(version: str) -> str:
     if text.startswith("v"):
         raise VersionError(f"write the version without the leading v: {text[1:]}.")
     return line
+
+
+def previous_line_minimum(version: str) -> str | None:
+    """The oldest release of the previous line that may upgrade to `version` (None: any)."""
+    return PREVIOUS_LINE_MINIMUM.get(version_line(version))
 
 
 def known_sha256(version: str) -> str | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from model import local_network
-from model.settings import Settings
+from model.cluster_spec import ClusterSpec
 
 CLIENT_PORT = 2379
 PEER_PORT = 2380
@@ -69,17 +69,22 @@ class Topology:
         return (len(self.members) - 1) // 2
 
 
-def build_topology(settings: Settings) -> Topology:
-    domain = settings.dns_domain
+def build_topology(cluster: ClusterSpec) -> Topology:
+    def static_ipv4(index: int) -> str | None:
+        if not cluster.is_local:
+            return None
+        return local_network.member_ipv4(cluster.local.network_cidr, index,
+                                         cluster.first_member_host)
+
     members = tuple(
-        Member(index=index, name=f"etcd-{index}", fqdn=f"etcd-{index}.{domain}",
-               static_ipv4=(local_network.member_ipv4(settings.local.network_cidr, index)
-                            if settings.is_local else None))
-        for index in range(1, settings.member_count + 1)
+        Member(index=index, name=f"{cluster.member_prefix}-{index}",
+               fqdn=f"{cluster.member_prefix}-{index}.{cluster.dns_domain}",
+               static_ipv4=static_ipv4(index))
+        for index in range(1, cluster.member_count + 1)
     )
     return Topology(
-        cluster_name=settings.cluster_name,
-        dns_domain=domain,
-        cluster_token=settings.cluster_token,
+        cluster_name=cluster.name,
+        dns_domain=cluster.dns_domain,
+        cluster_token=cluster.cluster_token,
         members=members,
     )

@@ -47,7 +47,7 @@ SELF_SIGNED_CERT = "tls:index/selfSignedCert:SelfSignedCert"
 LOCALLY_SIGNED_CERT = "tls:index/locallySignedCert:LocallySignedCert"
 
 # Every etcd droplet and volume carries the common tag and its cluster's tag
-# (`etcd:<stack>:<cluster>`, model/settings/types.py Settings.cluster_tag).
+# (`etcd:<stack>:<cluster>`, model/cluster_spec.py ClusterSpec.cluster_tag).
 COMMON_TAG = "etcd"
 CLUSTER_TAG = re.compile(r"^etcd:[^:]+:[^:]+$")
 MEMBER_COUNTS = (1, 3, 5, 7)

@@ -70,6 +70,8 @@ class Project:
     toolchain: Path
     # Run `pulumi` as this (uid, gid) instead of as this process.
     user: tuple[int, int] | None = None
+    # Where the program's files come from: this checkout, or an older version of it.
+    source: Path = REPO
     home: Path = field(init=False)
     state: Path = field(init=False)
 
@@ -77,16 +79,32 @@ class Project:
         self.home = self.directory / ".pulumi-home"
         self.state = self.directory / ".state"
         self.directory.mkdir(parents=True, exist_ok=True)
-        for name in PROGRAM_FILES:
-            source = REPO / name
-            if source.is_dir():
-                shutil.copytree(source, self.directory / name,
-                                ignore=shutil.ignore_patterns("__pycache__", ".local"))
-            else:
-                shutil.copy2(source, self.directory / name)
+        self._copy_program(self.source)
         self._link_venv()
         self.state.mkdir()
         self._install_plugins()
+        if self.user is not None:
+            for path in (self.directory, *self.directory.rglob("*")):
+                if not path.is_symlink():
+                    os.chown(path, *self.user)
+
+    def _copy_program(self, source: Path) -> None:
+        for name in PROGRAM_FILES:
+            if (source / name).is_dir():
+                shutil.copytree(source / name, self.directory / name,
+                                ignore=shutil.ignore_patterns("__pycache__", ".local"))
+            else:
+                shutil.copy2(source / name, self.directory / name)
+
+    def replace_program(self, source: Path) -> None:
+        """The program's files, now from `source` (an upgrade of the program on a live stack)."""
+        for name in PROGRAM_FILES:
+            target = self.directory / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+        self._copy_program(source)
         if self.user is not None:
             for path in (self.directory, *self.directory.rglob("*")):
                 if not path.is_symlink():
@@ -219,7 +237,8 @@ class LocalEngineStack:
 
 @contextlib.contextmanager
 def local_engine_stack(toolchain: Path, image: Path, release: tuple[Path, str], directory: Path,
-                       stack: str, members: int = 3) -> Iterator[LocalEngineStack]:
+                       stack: str, members: int = 3,
+                       extra: Mapping[str, Any] | None = None) -> Iterator[LocalEngineStack]:
     """A Project run as `nobody` with the local (QEMU) stack `stack`, on a bridge in a network
     namespace of its own. On the way out any VM still running is killed and the namespace goes;
     the caller runs `pulumi destroy` itself (that is what tests check)."""
@@ -229,7 +248,7 @@ def local_engine_stack(toolchain: Path, image: Path, release: tuple[Path, str], 
     project.init_stack(stack, local_stack_config(
         members=members, state_dir=vms, image_dir=image_for_other_users(image, directory),
         release_sha256=sha256, bridge="br0", gateway=str(QEMU_SUBNET.network_address + 1),
-        vmBootTimeoutSeconds=1200))
+        vmBootTimeoutSeconds=1200, **(extra or {})))
     bridge = BridgeNamespace(QEMU_SUBNET)
     bridge_token = cleanup.register(f"bridge namespace {bridge.name}", bridge.close)
 

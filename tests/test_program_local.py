@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 import realcheck
 import yaml
+from cloud_config import write_file_contents
 from cryptography import x509
 from program import COMMAND, DNS_RECORD, DROPLET, ProgramError, ProgramRun
 
-from cloudinit.userdata import write_file_contents
 from model import local_network
 from model.settings import PROJECT, SettingsError, load_settings
 
@@ -203,7 +203,7 @@ def test_an_offline_image_installs_no_packages_at_boot(qemu: ProgramRun, program
         assert document["package_update"] is False and "packages" not in document
     online = program({**QEMU, "installPackages": True}, "local")
     for user_data in online.user_data.values():
-        assert yaml.safe_load(user_data)["packages"] == ["ca-certificates", "curl", "nftables"]
+        assert yaml.safe_load(user_data)["packages"] == ["ca-certificates", "curl", "nftables", "openssl"]
 
 
 @pytest.mark.parametrize(("backend", "device"), [

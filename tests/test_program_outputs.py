@@ -164,7 +164,8 @@ def test_etcdctl_env_sets_up_etcdctl_with_the_operator_certificate(
         capture_output=True, text=True, check=True,
     ).stdout.splitlines()
     api, endpoints, ca_file, cert_file, key_file = shown
-    assert api == "3"
+    # etcdctl 3.4+ speaks v3 by default, and 3.6 warns about ETCDCTL_API: it is not set.
+    assert api == ""
     assert endpoints.split(",") == ENDPOINTS
     directory = home / ".config" / "etcd" / "main"
     assert [ca_file, cert_file, key_file] == [str(directory / name) for name in

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import re
 from typing import Any
 
 import pytest
 import yaml
+from cloud_config import write_file_contents
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -28,7 +30,6 @@ from program import (
 )
 
 from cloudinit.etcd_flags import DEFAULT_PATHS
-from cloudinit.userdata import write_file_contents
 
 MEMBERS = ("etcd-1", "etcd-2", "etcd-3")
 CLIENTS = ("kube-apiserver-etcd-client", "etcd-operator", "kube-etcd-healthcheck-client")
@@ -337,8 +338,8 @@ def test_private_keys_only_travel_as_secrets(run: ProgramRun) -> None:
 def test_user_data_carries_the_certificates_the_pki_issued(
         run: ProgramRun, member: str) -> None:
     files = member_files(run, member)
-    pems = {reg.name: reg.outputs["certPem"] for reg in
-            [*run.of_type(SELF_SIGNED_CERT), *run.of_type(LOCALLY_SIGNED_CERT)]
+    pems = {name: reg.outputs["certPem"] for name, reg in
+            {**run.named(SELF_SIGNED_CERT), **run.named(LOCALLY_SIGNED_CERT)}.items()
             if reg.outputs is not None}
     paths = DEFAULT_PATHS
     assert files[paths.client_ca] == pems["client-ca-cert"]
@@ -365,7 +366,10 @@ def test_user_data_holds_no_ca_private_key(run: ProgramRun, member: str) -> None
     ca_keys = {run.private_key_pems["client-ca-key"], run.private_key_pems["peer-ca-key"]}
     user_data = run.user_data[member]
     assert not any(key in user_data for key in ca_keys)
-    assert user_data.count("PRIVATE KEY-----") == 2 * 3  # BEGIN and END of three keys
+    # BEGIN and END lines of three keys (a script's pattern mentioning keys is no PEM line).
+    boundaries = [line for line in user_data.splitlines()
+                  if re.fullmatch(r"\s*-----(BEGIN|END) [A-Z ]*PRIVATE KEY-----", line)]
+    assert len(boundaries) == 2 * 3
 
 
 def test_member_keys_are_in_the_pem_form_pulumi_tls_emits(program: Any, run: ProgramRun) -> None:
@@ -387,3 +391,23 @@ def test_user_data_key_files_are_readable_only_by_their_owner(
                             (paths.healthcheck_key, "root:root")):
         assert entries[key_path]["permissions"] == "0600", key_path
         assert entries[key_path]["owner"] == owner, key_path
+
+
+def test_the_cas_are_protected_with_the_members_so_a_new_ca_is_refused_at_preview(
+        run: ProgramRun, program: Any) -> None:
+    # Running members trust only the CAs they booted with; a replaced CA would make every
+    # member's next certificate untrusted, so the engine must refuse it (protectMembers).
+    for name in ("client-ca", "peer-ca"):
+        assert run.get(PRIVATE_KEY, f"{name}-key").protect, name
+        assert run.get(SELF_SIGNED_CERT, f"{name}-cert").protect, name
+    unprotected: ProgramRun = program({"protectMembers": False})
+    assert not unprotected.get(SELF_SIGNED_CERT, "client-ca-cert").protect
+
+
+def test_a_changed_key_algorithm_reissues_member_keys_but_keeps_the_ca_keys(
+        run: ProgramRun) -> None:
+    for name in ("client-ca", "peer-ca"):
+        ignored = run.get(PRIVATE_KEY, f"{name}-key").ignore_changes
+        assert {"algorithm", "ecdsaCurve", "rsaBits"} <= set(ignored), (name, ignored)
+    for member in MEMBERS:
+        assert not run.get(PRIVATE_KEY, f"{member}-server-key").ignore_changes

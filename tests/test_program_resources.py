@@ -342,12 +342,12 @@ def test_everything_lives_under_one_etcd_cluster_component(run: ProgramRun) -> N
 
 
 def test_droplets_wait_for_their_certificates_and_dns_waits_for_droplets(run: ProgramRun) -> None:
-    for droplet in run.of_type(DROPLET):
-        member = droplet.name
-        waits_for = {run.by_urn[urn].name for urn in droplet.property_dependencies["userData"]}
+    for member, droplet in run.named(DROPLET).items():
+        waits_for = {run.by_urn[urn].short_name
+                     for urn in droplet.property_dependencies["userData"]}
         assert {f"{member}-server-cert", f"{member}-peer-cert", "client-ca-cert",
                 "peer-ca-cert"} <= waits_for
-    droplet_urns = {droplet.name: droplet.urn for droplet in run.of_type(DROPLET)}
+    droplet_urns = {name: droplet.urn for name, droplet in run.named(DROPLET).items()}
     for record in a_records(run):
         member = record.inputs["name"].split(".")[0]
         assert droplet_urns[member] in record.property_dependencies["content"]
@@ -414,7 +414,7 @@ def test_every_bad_setting_is_reported_at_once() -> None:
 # --- the harness itself -----------------------------------------------------------------
 
 def test_main_exports_exactly_the_cluster_outputs(run: ProgramRun) -> None:
-    cluster = run.program_globals["cluster"]
+    cluster = run.program_globals["main_cluster"]
     assert set(run.outputs) == set(cluster.outputs)
 
 

@@ -47,7 +47,9 @@ def refused(result: Result, what: str) -> str:
     return result.output.splitlines()[-1] if result.output else f"exit {result.returncode}"
 
 
-REJECTED = re.compile(r'"msg":"rejected connection".*?"error":"((?:[^"\\]|\\.)*)"')
+# etcd 3.6 names the port: "rejected connection on client endpoint" (3.4 and 3.5: without).
+REJECTED_MESSAGE = r'"msg":"rejected connection(?: on (?:client|peer) endpoint)?"'
+REJECTED = re.compile(REJECTED_MESSAGE + r'.*?"error":"((?:[^"\\]|\\.)*)"')
 
 
 def log_offsets(cluster: Cluster) -> dict[str, int]:
@@ -305,7 +307,7 @@ def test_peer_port_refuses_a_peer_certificate_used_from_another_address(
                         "--key", str(peer.path("/etc/etcd/pki/peer.key")),
                         f"https://{target.fqdn}:{PEER_PORT}/members")
     message = refused(curl, "a peer cert from the wrong address")
-    logged = re.search(r'"msg":"rejected connection".*"error":"([^"\\]*(?:\\.[^"\\]*)*)"',
+    logged = re.search(REJECTED_MESSAGE + r'.*"error":"([^"\\]*(?:\\.[^"\\]*)*)"',
                        target.log_since(offset))
     assert logged, f"{second} did not log the rejection\n{target.log_tail()}"
     assert cluster.client.address in logged.group(0), logged.group(0)

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from model import releases
+from model.cluster_spec import main_cluster
 from model.settings import (
     SPEC_BY_KEY,
     SPECS,
@@ -68,7 +69,7 @@ def test_every_problem_is_reported_at_once() -> None:
 
 
 def test_cluster_token_is_unique_per_stack_and_cluster() -> None:
-    tokens = {load(stack=stack, clusterName=name).cluster_token
+    tokens = {main_cluster(load(stack=stack, clusterName=name)).cluster_token
               for stack in ("dev", "prod") for name in ("a", "b")}
     assert len(tokens) == 4
 

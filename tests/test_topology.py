@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from model.cluster_spec import main_cluster
 from model.settings import load_settings
 from model.topology import build_topology
 
@@ -11,7 +12,7 @@ REQUIRED = {"dnsZone": "example.com", "cloudflareZoneId": "0123456789abcdef01234
 
 
 def topology(count: int = 3, stack: str = "prod", **overrides: object):  # type: ignore[no-untyped-def]
-    return build_topology(load_settings({**REQUIRED, "memberCount": count, **overrides}, stack))
+    return build_topology(main_cluster(load_settings({**REQUIRED, "memberCount": count, **overrides}, stack)))
 
 
 def test_members_are_named_etcd_n_under_the_cluster_subdomain() -> None:

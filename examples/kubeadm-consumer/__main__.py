@@ -6,9 +6,11 @@ import pulumi
 config = pulumi.Config()
 etcd = pulumi.StackReference("etcd", stack_name=config.require("etcdStack"))
 
+# Present only when the etcd stack runs an events cluster (eventsCluster).
 external = pulumi.Output.all(
     etcd.require_output("kubeadm_external_etcd"), etcd.require_output("endpoints"),
-).apply(lambda values: render.external_etcd(values[0], values[1]))
+    etcd.get_output("etcd_servers_overrides"),
+).apply(lambda values: render.external_etcd(values[0], values[1], values[2]))
 
 pulumi.export("cluster_configuration", external.apply(lambda section: render.cluster_configuration(
     section,

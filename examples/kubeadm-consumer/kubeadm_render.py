@@ -12,7 +12,9 @@ from typing import Any
 import yaml
 
 # kubeadm 1.31+ reads v1beta4 (v1beta3 is deprecated); the etcd.external section is the same.
+# v1beta4 lists extra args as name/value pairs (v1beta3 had a map).
 KUBEADM_API_VERSION = "kubeadm.k8s.io/v1beta4"
+SERVERS_OVERRIDES = "etcd-servers-overrides"
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,9 @@ class ExternalEtcd:
     ca_file: str
     cert_file: str
     key_file: str
+    # kube-apiserver --etcd-servers-overrides (`/events#https://...;...`) when the stack runs an
+    # events cluster: the same CA and client files reach it.
+    servers_overrides: str | None = None
 
 
 def _text(section: Mapping[str, Any], key: str) -> str:
@@ -33,8 +38,26 @@ def _text(section: Mapping[str, Any], key: str) -> str:
     return value
 
 
-def external_etcd(kubeadm_external_etcd: str, endpoints: Sequence[str]) -> ExternalEtcd:
-    """Read the stack's `kubeadm_external_etcd` output; it must list the stack's `endpoints`."""
+def _servers_overrides(document: Mapping[str, Any], expected: str | None) -> str | None:
+    """The snippet's `apiServer.extraArgs` override, which must be the stack's own output."""
+    extra_args = (document.get("apiServer") or {}).get("extraArgs") or []
+    found = [arg.get("value") for arg in extra_args
+             if isinstance(arg, dict) and arg.get("name") == SERVERS_OVERRIDES]
+    value = found[0] if found else None
+    if value != expected:
+        raise ValueError(f"kubeadm_external_etcd carries {SERVERS_OVERRIDES}={value!r}, but the "
+                         f"stack's etcd_servers_overrides is {expected!r}: the stack's outputs "
+                         "disagree; run `pulumi up` on it")
+    if value is not None and not all(
+            server.startswith("https://") for server in value.split("#", 1)[-1].split(";")):
+        raise ValueError(f"{SERVERS_OVERRIDES} servers must use https (mutual TLS): {value}")
+    return value
+
+
+def external_etcd(kubeadm_external_etcd: str, endpoints: Sequence[str],
+                  servers_overrides: str | None = None) -> ExternalEtcd:
+    """Read the stack's `kubeadm_external_etcd` output; it must list the stack's `endpoints`
+    and carry its `etcd_servers_overrides` (None: the stack has no events cluster)."""
     document = yaml.safe_load(kubeadm_external_etcd)
     section = (document or {}).get("etcd", {}).get("external") if isinstance(document, dict) else None
     if not isinstance(section, dict):
@@ -50,7 +73,8 @@ def external_etcd(kubeadm_external_etcd: str, endpoints: Sequence[str]) -> Exter
     if plain:
         raise ValueError(f"etcd endpoints must use https (mutual TLS): {plain}")
     return ExternalEtcd(endpoints=tuple(listed), ca_file=_text(section, "caFile"),
-                        cert_file=_text(section, "certFile"), key_file=_text(section, "keyFile"))
+                        cert_file=_text(section, "certFile"), key_file=_text(section, "keyFile"),
+                        servers_overrides=_servers_overrides(document, servers_overrides))
 
 
 def cluster_configuration(external: ExternalEtcd, *, kubernetes_version: str | None = None,
@@ -69,6 +93,9 @@ def cluster_configuration(external: ExternalEtcd, *, kubernetes_version: str | N
             "keyFile": external.key_file,
         }
     }
+    if external.servers_overrides is not None:
+        document["apiServer"] = {"extraArgs": [
+            {"name": SERVERS_OVERRIDES, "value": external.servers_overrides}]}
     return yaml.safe_dump(document, sort_keys=False)
 
 
@@ -77,12 +104,15 @@ def kube_apiserver_etcd_flags(external: ExternalEtcd, etcd_servers: str) -> list
     if etcd_servers.split(",") != list(external.endpoints):
         raise ValueError(f"etcd_servers {etcd_servers!r} is not the comma list of the endpoints "
                          f"{list(external.endpoints)}")
-    return [
+    flags = [
         f"--etcd-servers={etcd_servers}",
         f"--etcd-cafile={external.ca_file}",
         f"--etcd-certfile={external.cert_file}",
         f"--etcd-keyfile={external.key_file}",
     ]
+    if external.servers_overrides is not None:
+        flags.append(f"--{SERVERS_OVERRIDES}={external.servers_overrides}")
+    return flags
 
 
 def pki_files(external: ExternalEtcd, ca_pem: str, cert_pem: str, key_pem: str) -> dict[str, str]:

@@ -7,8 +7,8 @@ before this passes.
 
 The parts: `types` (the typed model), `schema` (`SPECS`, one entry per setting, in groups),
 `parsing` (reading raw values, shared checks) and one validator per concern: `cluster`, `etcd`
-(release and tuning), `tls`, `dns`, `digitalocean` (with who may reach the members) and
-`local_vms`.
+(release and tuning), `tls`, `dns`, `digitalocean` (with who may reach the members),
+`local_vms`, `events` (the optional events cluster) and `rollout` (day-2 changes).
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ from model.settings.cluster import check_cluster
 from model.settings.digitalocean import check_access, check_digitalocean
 from model.settings.dns import check_dns
 from model.settings.etcd import check_release, check_tuning
+from model.settings.events import check_events
 from model.settings.local_vms import check_local_vms
 from model.settings.parsing import Reader, SettingsError
+from model.settings.rollout import check_rollout
 from model.settings.schema import GROUPS, SPEC_BY_KEY, SPECS, SettingGroup, SettingSpec
 from model.settings.tls import check_tls
 from model.settings.types import (
@@ -32,6 +34,7 @@ from model.settings.types import (
     QEMU_ACCELS,
     Backend,
     EtcdTuning,
+    EventsSettings,
     KeyAlgorithm,
     LocalVmSettings,
     QemuAccel,
@@ -41,7 +44,7 @@ from model.settings.types import (
 
 __all__ = [
     "BACKENDS", "GROUPS", "KEY_ALGORITHMS", "LOCAL_BACKENDS", "PROJECT", "QEMU_ACCELS", "SPECS",
-    "SPEC_BY_KEY", "Backend", "EtcdTuning", "KeyAlgorithm", "LocalVmSettings", "QemuAccel",
+    "SPEC_BY_KEY", "Backend", "EtcdTuning", "EventsSettings", "KeyAlgorithm", "LocalVmSettings", "QemuAccel",
     "SettingGroup", "SettingSpec", "Settings", "SettingsError", "load_settings", "resource_prefix",
 ]
 
@@ -58,7 +61,10 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> Settings:
     tls = check_tls(c)
     install_packages = c.value("installPackages")
     local = check_local_vms(c)
+    events = check_events(c, cluster, digitalocean, tuning, local)
+    rollout = check_rollout(c, cluster["backend"])
     if c.problems:
         raise SettingsError(c.problems)
     return Settings(**cluster, **release, **dns, **access, **digitalocean, **tls, tuning=tuning,
-                    install_packages=install_packages, local=local)
+                    install_packages=install_packages, local=local, events=events,
+                    rollout=rollout)

@@ -21,11 +21,15 @@ def check_cluster(c: Reader, stack: str) -> dict[str, Any]:
                           "rename it with `pulumi stack rename`.")
 
     member_count = c.value("memberCount")
+    check_member_count(c, "memberCount", member_count)
+    return {"backend": backend, "cluster_name": cluster_name, "stack": stack,
+            "member_count": member_count}
+
+
+def check_member_count(c: Reader, key: str, member_count: int) -> None:
     if member_count not in (1, 3, 5, 7):
-        c.problem("memberCount", member_count,
+        c.problem(key, member_count,
                   "etcd needs a majority (quorum) of members to accept writes; an even count "
                   "adds no fault tolerance over the odd count below it (4 members, like 3, "
                   "survive only 1 failure) and more than 7 slows every write. Use 3 (tolerates 1 "
                   "failure), 5 (tolerates 2) or 7 (tolerates 3); 1 only for throwaway tests.")
-    return {"backend": backend, "cluster_name": cluster_name, "stack": stack,
-            "member_count": member_count}

@@ -40,12 +40,19 @@ def check_access(c: Reader) -> dict[str, Any]:
             "admin_ssh_keys": tuple(admin_ssh_keys), "admin_cidrs": tuple(admin_cidrs)}
 
 
-def check_digitalocean(c: Reader, cluster_name: str, stack: str) -> dict[str, Any]:
-    longest_volume = f"{resource_prefix(cluster_name, stack)}-7"
+def check_volume_names(c: Reader, cluster_name: str, stack: str, named: str = "") -> None:
+    """DigitalOcean volume names (`<resource prefix>-<n>`) of the cluster `named` fit 64 characters."""
+    name = f"{cluster_name}{named}"
+    longest_volume = f"{resource_prefix(name, stack)}-7"
     if DNS_LABEL.match(cluster_name) and len(longest_volume) > MAX_VOLUME_NAME:
+        whose = f"its events cluster ({name})" if named else "it"
         c.problem("clusterName", cluster_name, f"with stack {stack!r} makes DigitalOcean volume "
-                  "names longer than 64 characters; use a cluster name of at most "
+                  f"names of {whose} longer than 64 characters; use a cluster name of at most "
                   f"{MAX_VOLUME_NAME - len(longest_volume) + len(cluster_name)} characters.")
+
+
+def check_digitalocean(c: Reader, cluster_name: str, stack: str) -> dict[str, Any]:
+    check_volume_names(c, cluster_name, stack)
     region = c.value("region")
     check_dns_label(c, "region", region, "the region slug (e.g. nyc3, fra1)")
     extra_tags = c.value("extraTags")

@@ -63,26 +63,14 @@ def check_tuning(c: Reader) -> EtcdTuning:
                   f"{5 * heartbeat} ms); a shorter timeout makes followers start elections on "
                   "ordinary latency. Upstream recommends 10x (heartbeat 100, election 1000).")
     quota = c.value("quotaBackendBytes")
-    if quota > MAX_QUOTA_BACKEND_BYTES:
-        c.problem("quotaBackendBytes", quota,
-                  f"is above 8 GiB ({MAX_QUOTA_BACKEND_BYTES}), the largest backend etcd "
-                  "supports; use at most 8589934592 and compact/defragment instead.")
-    elif quota < 0:
-        c.problem("quotaBackendBytes", quota, "must be 0 (etcd's default, 2 GiB) or a positive size.")
+    check_quota(c, "quotaBackendBytes", quota)
     compaction_mode = c.value("autoCompactionMode")
     if compaction_mode not in AUTO_COMPACTION_MODES:
         c.problem("autoCompactionMode", compaction_mode, "must be `periodic` or `revision`.")
     retention = c.value("autoCompactionRetention")
-    if compaction_mode == "periodic" and not (_DURATION.match(retention) or retention.isdigit()):
-        c.problem("autoCompactionRetention", retention,
-                  "for periodic compaction give a duration such as 8h or 30m (a bare number "
-                  "means hours).")
-    if compaction_mode == "revision" and not retention.isdigit():
-        c.problem("autoCompactionRetention", retention,
-                  "for revision compaction give a number of revisions, e.g. 10000.")
+    check_retention(c, "autoCompactionRetention", compaction_mode, retention)
     snapshot_count = c.value("snapshotCount")
-    check_range(c, "snapshotCount", snapshot_count, 100, 10_000_000,
-                "upstream default is 10000 (3.6) / 100000 (3.4, 3.5).")
+    check_snapshot_count(c, "snapshotCount", snapshot_count)
     return EtcdTuning(
         heartbeat_interval_ms=heartbeat,
         election_timeout_ms=election,
@@ -91,3 +79,29 @@ def check_tuning(c: Reader) -> EtcdTuning:
         auto_compaction_retention=retention,
         snapshot_count=snapshot_count,
     )
+
+
+# The checks the events cluster's own tuning settings share with the main cluster's.
+
+def check_quota(c: Reader, key: str, quota: int) -> None:
+    if quota > MAX_QUOTA_BACKEND_BYTES:
+        c.problem(key, quota,
+                  f"is above 8 GiB ({MAX_QUOTA_BACKEND_BYTES}), the largest backend etcd "
+                  "supports; use at most 8589934592 and compact/defragment instead.")
+    elif quota < 0:
+        c.problem(key, quota, "must be 0 (etcd's default, 2 GiB) or a positive size.")
+
+
+def check_retention(c: Reader, key: str, compaction_mode: str, retention: str) -> None:
+    if compaction_mode == "periodic" and not (_DURATION.match(retention) or retention.isdigit()):
+        c.problem(key, retention,
+                  "for periodic compaction give a duration such as 8h or 30m (a bare number "
+                  "means hours).")
+    if compaction_mode == "revision" and not retention.isdigit():
+        c.problem(key, retention,
+                  "for revision compaction give a number of revisions, e.g. 10000.")
+
+
+def check_snapshot_count(c: Reader, key: str, snapshot_count: int) -> None:
+    check_range(c, key, snapshot_count, 100, 10_000_000,
+                "upstream default is 10000 (3.6) / 100000 (3.4, 3.5).")

@@ -31,7 +31,9 @@ def check_local_vms(c: Reader) -> LocalVmSettings:
         elif network.num_addresses < local_network.MIN_HOSTS + 1:
             c.problem("localNetworkCidr", network_cidr, "is too small: the gateway is host 1 and "
                       f"members are hosts {local_network.FIRST_MEMBER_HOST + 1}-"
-                      f"{local_network.FIRST_MEMBER_HOST + local_network.MAX_MEMBERS}; use a /27 "
+                      f"{local_network.FIRST_MEMBER_HOST + local_network.MAX_MEMBERS} (events "
+                      f"members {local_network.EVENTS_FIRST_MEMBER_HOST + 1}-"
+                      f"{local_network.EVENTS_FIRST_MEMBER_HOST + local_network.MAX_MEMBERS}); use a /27 "
                       "or larger, e.g. 192.168.56.0/24.")
     nameservers = c.value("localNameservers")
     for nameserver in nameservers:

@@ -38,7 +38,7 @@ GROUPS: tuple[SettingGroup, ...] = (
         SettingSpec("etcdVersion", "etcd release to install (3.4.x, 3.5.x, 3.6.x or 3.7.x); flags are generated for its line.", releases.DEFAULT_VERSION, "str"),
         SettingSpec("etcdDownloadUrl", "URL of the etcd release tarball; `{version}` is replaced. Set it for mirrors and air-gapped sites.", releases.DEFAULT_DOWNLOAD_URL, "str"),
         SettingSpec("etcdSha256", "SHA-256 of the tarball; required for a version or URL whose checksum is not built in.", None, "str"),
-        SettingSpec("installPackages", "Install curl, ca-certificates and nftables with apt at first boot; false for images that already have them (offline local images).", True, "bool"),
+        SettingSpec("installPackages", "Install curl, ca-certificates, nftables and openssl with apt at first boot; false for images that already have them (offline local images).", True, "bool"),
     )),
     # etcd tuning: etcd's own flags
     SettingGroup("etcd tuning", (
@@ -99,6 +99,24 @@ GROUPS: tuple[SettingGroup, ...] = (
         SettingSpec("virtualboxBaseVm", "virtualbox: the VM to clone for each member (a cloud image with cloud-init, powered off).", "debian-12-cloud", "str"),
         SettingSpec("virtualboxHostOnlyAdapter", "virtualbox: host-only adapter of the members' network (its address is the gateway).", "vboxnet0", "str"),
         SettingSpec("virtualboxStorageController", "virtualbox: name of the base VM's SATA controller, where the data disk and seed ISO are attached.", "SATA", "str"),
+    )),
+    # events cluster: a second etcd cluster for Kubernetes events
+    SettingGroup("events cluster", (
+        SettingSpec("eventsCluster", "Run a second etcd cluster beside the main one for Kubernetes events (kube-apiserver --etcd-servers-overrides=/events#...): members etcd-events-N, its own peer CA, server certificates from the main client CA so kube-apiserver's one client certificate works for both.", False, "bool"),
+        SettingSpec("eventsMemberCount", "Members of the events cluster: 1, 3, 5 or 7; 0 (the default) means memberCount.", 0, "int"),
+        SettingSpec("eventsDropletSize", "digitalocean: droplet size of the events members; empty (the default) means dropletSize.", None, "str"),
+        SettingSpec("eventsDataVolumeSizeGib", "Data volume size of each events member in GiB; 0 (the default) means dataVolumeSizeGib.", 0, "int"),
+        SettingSpec("eventsVmMemoryMib", "qemu/virtualbox: memory per events member in MiB; 0 (the default) means vmMemoryMib.", 0, "int"),
+        SettingSpec("eventsQuotaBackendBytes", "etcd --quota-backend-bytes of the events cluster; 0 (the default) means quotaBackendBytes.", 0, "int"),
+        SettingSpec("eventsSnapshotCount", "etcd --snapshot-count of the events cluster; 0 (the default) means snapshotCount.", 0, "int"),
+        SettingSpec("eventsAutoCompactionRetention", "etcd --auto-compaction-retention of the events cluster (same mode as autoCompactionMode); empty (the default) means autoCompactionRetention.", None, "str"),
+    )),
+    # day-2 rollouts: how `pulumi up` reaches running members
+    SettingGroup("day-2 rollouts", (
+        SettingSpec("rolloutVia", "How `pulumi up` reaches running members over SSH to roll out renewed certificates, etcd upgrades and flag changes, one member at a time: private (their private addresses; the default on qemu/virtualbox), public (their public addresses; adminCidrs must admit the runner) or none (the default on digitalocean until you choose: changes reach new members only).", None, "str"),
+        SettingSpec("rolloutBastionHost", "A jump host the runner reaches the members through (SSH agent authentication); empty: direct.", None, "str"),
+        SettingSpec("rolloutBastionUser", "SSH user on rolloutBastionHost.", "root", "str"),
+        SettingSpec("rolloutBastionPort", "SSH port of rolloutBastionHost.", 22, "int"),
     )),
 )
 SPECS: tuple[SettingSpec, ...] = tuple(spec for group in GROUPS for spec in group.specs)

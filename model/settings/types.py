@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from model import releases
+from model.rollout import RolloutSpec
 
 PROJECT = "etcd-cluster"
 
@@ -60,6 +61,17 @@ class LocalVmSettings:
 
 
 @dataclass(frozen=True)
+class EventsSettings:
+    """The events cluster's own sizes and tuning (each defaults to the main cluster's)."""
+
+    member_count: int
+    droplet_size: str
+    data_volume_size_gib: int
+    vm_memory_mib: int
+    tuning: EtcdTuning
+
+
+@dataclass(frozen=True)
 class Settings:
     cluster_name: str
     stack: str
@@ -90,6 +102,9 @@ class Settings:
     cert_validity_hours: int
     cert_early_renewal_hours: int
     protect_members: bool
+    # None: no events cluster (`eventsCluster` false).
+    events: EventsSettings | None
+    rollout: RolloutSpec
     extra_tags: tuple[str, ...] = field(default=())
     cert_expiry_warning_days: int = 30
     backend: Backend = "digitalocean"
@@ -111,25 +126,6 @@ class Settings:
         """The minor version line ("3.6") that decides which flags etcd accepts."""
         return releases.version_line(self.etcd_version)
 
-    # Stack and cluster names may both contain '-', so every identifier joins them with a
-    # separator neither can contain, or carries a digest of the pair: `prod-eu` + `main` and
-    # `prod` + `eu-main` must never share a tag (the firewall admits by tag) or a token.
-
-    @property
-    def cluster_tag(self) -> str:
-        """The tag that makes a droplet a member: the firewall admits peers by it."""
-        return f"etcd:{self.stack}:{self.cluster_name}"
-
-    @property
-    def cluster_token(self) -> str:
-        # Unique per project, stack and cluster: members of two clusters can never join each other.
-        return f"{PROJECT}.{self.stack}.{self.cluster_name}"
-
-    @property
-    def resource_prefix(self) -> str:
-        """Readable, unique prefix for DigitalOcean names (letters, digits and '-' only)."""
-        return resource_prefix(self.cluster_name, self.stack)
-
     @property
     def dns_domain(self) -> str:
         """Where member names live: `<subdomain>.<zone>`."""
@@ -137,5 +133,6 @@ class Settings:
 
 
 def resource_prefix(cluster_name: str, stack: str) -> str:
+    """Readable, unique prefix for machine names (letters, digits and '-' only)."""
     digest = hashlib.sha256(f"{stack}/{cluster_name}".encode()).hexdigest()[:6]
     return f"etcd-{cluster_name}-{stack}-{digest}"

@@ -55,7 +55,7 @@ def vm_commands(run: ProgramRun) -> list[VmCommand]:
     for reg in run.of_type(COMMAND):
         inputs: dict[str, Any] = reg.inputs
         found.append(VmCommand(
-            member=reg.name,
+            member=reg.short_name,
             create=inputs["create"],
             delete=inputs["delete"],
             interpreter=tuple(inputs.get("interpreter") or ("/bin/sh", "-c")),

@@ -26,6 +26,7 @@ from typing import Any
 
 from program import DNS_RECORD, DROPLET, FIREWALL, ProgramRun
 
+from model.cluster_spec import main_cluster
 from model.firewall import InboundRule, inbound_rules
 from model.settings import Settings
 from realcluster import cleanup
@@ -94,7 +95,7 @@ def artifacts_of(run: ProgramRun) -> Artifacts:
         members=tuple(members),
         records=records,
         outputs={name: run.output(name) for name in run.outputs},
-        firewall_rules=tuple(inbound_rules(settings)),
+        firewall_rules=tuple(inbound_rules(main_cluster(settings))),
         firewall_inputs=dict(firewall.inputs),
     )
 
@@ -250,7 +251,7 @@ class Cluster:
                 for name in (list(names) if names is not None else self.names)]
 
     def client_env(self, **extra: str) -> dict[str, str]:
-        return {"PATH": SYSTEMD_PATH, "HOME": str(self.home), "ETCDCTL_API": "3", **extra}
+        return {"PATH": SYSTEMD_PATH, "HOME": str(self.home), **extra}
 
     def operator_env(self) -> dict[str, str]:
         """An operator's shell in the client namespace: etcd.sh (the stack's `etcdctl_env`) in

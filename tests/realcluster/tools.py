@@ -16,9 +16,11 @@ from pathlib import Path
 
 import realcheck
 
-# The release each version line is rendered for: both have a checksum built into the program
-# (model/releases.py), so the configuration is exactly what a real stack would get.
-PROGRAM_VERSION = {"3.4": "3.4.13", "3.5": "3.5.21"}
+# The release each version line is rendered for: each has a checksum built into the program
+# (model/releases.py), so the configuration is exactly what a real stack would get. 3.6.14 is
+# the program's default. The members run the real binaries of the same line (tools below): the
+# flags are generated per line, so 3.7.1's configuration is what 3.7.3 runs too.
+PROGRAM_VERSION = {"3.4": "3.4.13", "3.5": "3.5.21", "3.6": "3.6.14", "3.7": "3.7.1"}
 LINES = tuple(PROGRAM_VERSION)
 SEARCH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -87,6 +89,16 @@ def _release_or_reason(line: str) -> EtcdRelease | str:
             return f"no etcd 3.5: install {package}"
         etcd, etcdctl = directory / "etcd", directory / "etcdctl"
         etcdutl = directory / "etcdutl"
+    elif line in realcheck.BUILT_LINES:
+        # The newest release of the line that scripts/build-etcd-releases built from Go modules.
+        built: list[Path] = []
+        for name in ("etcd", "etcdctl", "etcdutl"):
+            binary, reason = realcheck.built_binary_or_reason(line, name)
+            if binary is None:
+                return reason
+            built.append(binary)
+        etcd, etcdctl, etcdutl = built
+        package = f"the etcd {line} release that {realcheck.BUILD_SCRIPT} builds"
     else:
         return f"no real etcd {line} binaries on these machines"
     for binary in (etcd, etcdctl, etcdutl):

@@ -9,7 +9,8 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 )
 
-// The lifecycle of command:local:Command, following upstream v1.2.1:
+// The lifecycle of command:local:Command and command:remote:Command, following upstream
+// v1.2.1 (the two differ only in where a command runs: see commandKind):
 //   - Create runs `create` (nothing in a preview); the ID is the resource name plus 8 random
 //     hex digits.
 //   - Update runs `update`, or `create` again when there is no `update`, with the previous
@@ -18,21 +19,85 @@ import (
 //   - Read returns the state unchanged: there is nothing to refresh a command from.
 // A command that fails (non-zero exit) fails the operation and changes no state.
 
+// commandKind is what one Command resource type adds to the common lifecycle.
+type commandKind struct {
+	// inputKeys are the inputs of the type, which the state echoes.
+	inputKeys []string
+	// check returns the inputs as Check passes them on (with any defaults and secret markers
+	// the type adds) and every invalid input.
+	check func(news resource.PropertyMap) (resource.PropertyMap, []failure)
+	// parse reads the inputs (or a state) into a command that can run.
+	parse func(props resource.PropertyMap) (commandSpec, []failure)
+}
+
+// commandSpec is a Command's inputs, parsed: its lifecycle commands and a way to run one.
+type commandSpec interface {
+	lifecycle() (create, update, del *string)
+	// run runs command with these inputs; prev is the last create/update's output.
+	run(ctx context.Context, s *server, urn resource.URN, command string, prev previous) (string, string, error)
+}
+
+var commandKinds = map[string]commandKind{
+	localCommandType: {
+		inputKeys: commandInputKeys,
+		check: func(news resource.PropertyMap) (resource.PropertyMap, []failure) {
+			// No defaults are written into the inputs (upstream writes none): they apply at
+			// run time.
+			_, fails := parseInputs(news)
+			return news, fails
+		},
+		parse: func(props resource.PropertyMap) (commandSpec, []failure) {
+			in, fails := parseInputs(props)
+			return localCommand{in}, fails
+		},
+	},
+	remoteCommandType: {
+		inputKeys: remoteCommandInputKeys,
+		check:     checkRemoteInputs,
+		parse: func(props resource.PropertyMap) (commandSpec, []failure) {
+			in, fails := parseRemoteInputs(props)
+			return remoteCommand{in}, fails
+		},
+	},
+}
+
+// kindOf returns the commandKind of urn's type, or an error for a type this provider lacks.
+func kindOf(urn string) (commandKind, error) {
+	t := resourceType(urn)
+	kind, ok := commandKinds[t]
+	if !ok {
+		return commandKind{}, unknownType(t)
+	}
+	return kind, nil
+}
+
+// localCommand is a command:local:Command: its commands run on this machine.
+type localCommand struct{ in inputs }
+
+func (c localCommand) lifecycle() (create, update, del *string) {
+	return c.in.Create, c.in.Update, c.in.Delete
+}
+
+func (c localCommand) run(ctx context.Context, s *server, urn resource.URN, command string,
+	prev previous) (string, string, error) {
+	return runCommand(ctx, command, c.in, prev, s.logger(ctx, urn))
+}
+
 func (s *server) Check(_ context.Context, req *pulumirpc.CheckRequest) (*pulumirpc.CheckResponse, error) {
-	if t := resourceType(req.GetUrn()); t != localCommandType {
-		return nil, unknownType(t)
+	kind, err := kindOf(req.GetUrn())
+	if err != nil {
+		return nil, err
 	}
 	news, err := unmarshal("news", req.GetNews())
 	if err != nil {
 		return nil, err
 	}
-	_, fails := parseInputs(news)
+	checked, fails := kind.check(news)
 	checkFails := make([]*pulumirpc.CheckFailure, 0, len(fails))
 	for _, f := range fails {
 		checkFails = append(checkFails, &pulumirpc.CheckFailure{Property: f.property, Reason: f.reason})
 	}
-	// No defaults are written into the inputs (upstream writes none): they apply at run time.
-	inputs, err := marshal("inputs", news)
+	inputs, err := marshal("inputs", checked)
 	if err != nil {
 		return nil, err
 	}
@@ -41,14 +106,15 @@ func (s *server) Check(_ context.Context, req *pulumirpc.CheckRequest) (*pulumir
 
 func (s *server) Create(ctx context.Context, req *pulumirpc.CreateRequest) (*pulumirpc.CreateResponse, error) {
 	urn := resource.URN(req.GetUrn())
-	if t := resourceType(req.GetUrn()); t != localCommandType {
-		return nil, unknownType(t)
+	kind, err := kindOf(req.GetUrn())
+	if err != nil {
+		return nil, err
 	}
 	props, err := unmarshal("properties", req.GetProperties())
 	if err != nil {
 		return nil, err
 	}
-	in, err := validInputs(props)
+	spec, err := validInputs(kind, props)
 	if err != nil {
 		return nil, err
 	}
@@ -60,13 +126,13 @@ func (s *server) Create(ctx context.Context, req *pulumirpc.CreateRequest) (*pul
 	var result *commandResult // nil: the outputs are not known yet
 	if !req.GetPreview() {
 		result = &commandResult{}
-		if in.Create != nil {
-			if result.stdout, result.stderr, err = s.run(ctx, urn, *in.Create, in, previous{}); err != nil {
+		if create, _, _ := spec.lifecycle(); create != nil {
+			if result.stdout, result.stderr, err = s.run(ctx, urn, spec, *create, previous{}); err != nil {
 				return nil, err
 			}
 		}
 	}
-	state, err := marshal("state", s.outputs(props, result))
+	state, err := marshal("state", s.outputs(kind, props, result))
 	if err != nil {
 		return nil, err
 	}
@@ -74,19 +140,19 @@ func (s *server) Create(ctx context.Context, req *pulumirpc.CreateRequest) (*pul
 }
 
 func (s *server) Read(_ context.Context, req *pulumirpc.ReadRequest) (*pulumirpc.ReadResponse, error) {
-	if t := resourceType(req.GetUrn()); t != localCommandType {
-		return nil, unknownType(t)
+	if _, err := kindOf(req.GetUrn()); err != nil {
+		return nil, err
 	}
 	return &pulumirpc.ReadResponse{Id: req.GetId(), Properties: req.GetProperties(), Inputs: req.GetInputs()}, nil
 }
 
 func (s *server) Update(ctx context.Context, req *pulumirpc.UpdateRequest) (*pulumirpc.UpdateResponse, error) {
 	urn := resource.URN(req.GetUrn())
-	olds, news, err := changedCommand(req.GetUrn(), req.GetOlds(), req.GetNews(), req.GetIgnoreChanges())
+	kind, olds, news, err := changedCommand(req.GetUrn(), req.GetOlds(), req.GetNews(), req.GetIgnoreChanges())
 	if err != nil {
 		return nil, err
 	}
-	in, err := validInputs(news)
+	spec, err := validInputs(kind, news)
 	if err != nil {
 		return nil, err
 	}
@@ -96,17 +162,17 @@ func (s *server) Update(ctx context.Context, req *pulumirpc.UpdateRequest) (*pul
 		prev := previousOutput(olds)
 		// Without a command to run, the previous outputs stay.
 		result = &commandResult{stdout: prev.stdout, stderr: prev.stderr}
-		command := in.Create
-		if in.Update != nil {
-			command = in.Update
+		command, update, _ := spec.lifecycle()
+		if update != nil {
+			command = update
 		}
 		if command != nil {
-			if result.stdout, result.stderr, err = s.run(ctx, urn, *command, in, prev); err != nil {
+			if result.stdout, result.stderr, err = s.run(ctx, urn, spec, *command, prev); err != nil {
 				return nil, err
 			}
 		}
 	}
-	state, err := marshal("state", s.outputs(news, result))
+	state, err := marshal("state", s.outputs(kind, news, result))
 	if err != nil {
 		return nil, err
 	}
@@ -115,8 +181,9 @@ func (s *server) Update(ctx context.Context, req *pulumirpc.UpdateRequest) (*pul
 
 func (s *server) Delete(ctx context.Context, req *pulumirpc.DeleteRequest) (*emptypb.Empty, error) {
 	urn := resource.URN(req.GetUrn())
-	if t := resourceType(req.GetUrn()); t != localCommandType {
-		return nil, unknownType(t)
+	kind, err := kindOf(req.GetUrn())
+	if err != nil {
+		return nil, err
 	}
 	state, err := unmarshal("properties", req.GetProperties())
 	if err != nil {
@@ -124,9 +191,9 @@ func (s *server) Delete(ctx context.Context, req *pulumirpc.DeleteRequest) (*emp
 	}
 	// The state's inputs were checked when they were created; a bad value there (e.g. from
 	// a state written by another provider version) still must not block the delete.
-	in, _ := parseInputs(state)
-	if in.Delete != nil {
-		if _, _, err := s.run(ctx, urn, *in.Delete, in, previousOutput(state)); err != nil {
+	spec, _ := kind.parse(state)
+	if _, _, del := spec.lifecycle(); del != nil {
+		if _, _, err := s.run(ctx, urn, spec, *del, previousOutput(state)); err != nil {
 			return nil, err
 		}
 	}
@@ -138,8 +205,8 @@ type commandResult struct{ stdout, stderr string }
 
 // outputs builds the state: the inputs as given (each keeps its own secretness), plus stdout
 // and stderr, which are unknown when result is nil (a preview).
-func (s *server) outputs(props resource.PropertyMap, result *commandResult) resource.PropertyMap {
-	out := pick(props, commandInputKeys)
+func (s *server) outputs(kind commandKind, props resource.PropertyMap, result *commandResult) resource.PropertyMap {
+	out := pick(props, kind.inputKeys)
 	addResult(out, props, result, s.secretOutputs)
 	return out
 }
@@ -171,19 +238,19 @@ func previousOutput(state resource.PropertyMap) previous {
 
 // validInputs parses the inputs and turns invalid ones into one error (Check has already
 // reported them to the user; this guards the operations the engine calls after it).
-func validInputs(props resource.PropertyMap) (inputs, error) {
-	in, fails := parseInputs(props)
+func validInputs(kind commandKind, props resource.PropertyMap) (commandSpec, error) {
+	spec, fails := kind.parse(props)
 	errs := make([]error, 0, len(fails))
 	for _, f := range fails {
 		errs = append(errs, f)
 	}
-	return in, errors.Join(errs...)
+	return spec, errors.Join(errs...)
 }
 
-// run runs one command for urn, under a context that Cancel ends.
-func (s *server) run(ctx context.Context, urn resource.URN, command string, in inputs,
+// run runs one command of spec for urn, under a context that Cancel ends.
+func (s *server) run(ctx context.Context, urn resource.URN, spec commandSpec, command string,
 	prev previous) (string, string, error) {
 	ctx, done := s.operation(ctx)
 	defer done()
-	return runCommand(ctx, command, in, prev, s.logger(ctx, urn))
+	return spec.run(ctx, s, urn, command, prev)
 }

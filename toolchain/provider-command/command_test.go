@@ -376,9 +376,9 @@ func TestCheck(t *testing.T) {
 	}
 
 	if _, err := s.Check(context.Background(), &pulumirpc.CheckRequest{
-		Urn: "urn:pulumi:test::proj::command:remote:Command::x",
-	}); err == nil || !strings.Contains(err.Error(), "command:remote:Command") {
-		t.Errorf("remote command: error %v, want unknown type", err)
+		Urn: "urn:pulumi:test::proj::command:remote:CopyToRemote::x",
+	}); err == nil || !strings.Contains(err.Error(), "command:remote:CopyToRemote") {
+		t.Errorf("CopyToRemote: error %v, want unknown type", err)
 	}
 }
 

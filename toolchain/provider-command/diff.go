@@ -14,11 +14,12 @@ import (
 // replaceOnChanges are the inputs whose change replaces the resource instead of updating it.
 var replaceOnChanges = map[string]bool{"triggers": true}
 
-// Diff compares the old inputs with the new ones, as upstream's default diff does: any change
-// is an update (which runs `update`, or `create` again), except that a change of `triggers`
-// replaces the resource (create the new one, then delete the old one).
+// Diff compares the old inputs with the new ones, of a local and a remote Command alike, as
+// upstream's default diff does: any change is an update (which runs `update`, or `create`
+// again), except that a change of `triggers` replaces the resource (create the new one, then
+// delete the old one). For a remote Command a change of `connection` is an update, too.
 func (s *server) Diff(_ context.Context, req *pulumirpc.DiffRequest) (*pulumirpc.DiffResponse, error) {
-	olds, news, err := changedCommand(req.GetUrn(), req.GetOlds(), req.GetNews(), req.GetIgnoreChanges())
+	kind, olds, news, err := changedCommand(req.GetUrn(), req.GetOlds(), req.GetNews(), req.GetIgnoreChanges())
 	if err != nil {
 		return nil, err
 	}
@@ -31,7 +32,7 @@ func (s *server) Diff(_ context.Context, req *pulumirpc.DiffRequest) (*pulumirpc
 
 	// Compare inputs with inputs: the engine sends the old inputs; an older engine does not,
 	// and then they are the input keys of the old state (which echoes the inputs).
-	oldInputs := pick(olds, commandInputKeys)
+	oldInputs := pick(olds, kind.inputKeys)
 	if req.GetOldInputs() != nil {
 		if oldInputs, err = unmarshal("oldInputs", req.GetOldInputs()); err != nil {
 			return nil, err
@@ -126,18 +127,19 @@ func sortedKeys(m map[string]bool) []string {
 // asked about, with the ignored changes put back to their old values.
 func changedCommand(urn string, oldState, newInputs *structpb.Struct,
 	ignoreChanges []string,
-) (resource.PropertyMap, resource.PropertyMap, error) {
-	if t := resourceType(urn); t != localCommandType {
-		return nil, nil, unknownType(t)
+) (commandKind, resource.PropertyMap, resource.PropertyMap, error) {
+	kind, err := kindOf(urn)
+	if err != nil {
+		return kind, nil, nil, err
 	}
 	olds, err := unmarshal("olds", oldState)
 	if err != nil {
-		return nil, nil, err
+		return kind, nil, nil, err
 	}
 	news, err := unmarshal("news", newInputs)
 	if err != nil {
-		return nil, nil, err
+		return kind, nil, nil, err
 	}
 	applyIgnoreChanges(olds, news, ignoreChanges)
-	return olds, news, nil
+	return kind, olds, news, nil
 }

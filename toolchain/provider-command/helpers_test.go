@@ -12,11 +12,26 @@ import (
 
 const testURN = "urn:pulumi:test::proj::command:local:Command::echo"
 
-// recorder stands in for the engine's host client and keeps the status lines logged.
+// recorder stands in for the engine's host client and keeps the status lines logged, and
+// apart from them the diagnostics (messages that stay in the output).
 type recorder struct {
-	mu    sync.Mutex
-	lines []string
-	urns  []resource.URN
+	mu          sync.Mutex
+	lines       []string
+	urns        []resource.URN
+	diagnostics []string
+}
+
+func (r *recorder) Log(_ context.Context, sev diag.Severity, _ resource.URN, msg string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.diagnostics = append(r.diagnostics, string(sev)+": "+msg)
+	return nil
+}
+
+func (r *recorder) logDiagnostics() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.diagnostics...)
 }
 
 func (r *recorder) LogStatus(_ context.Context, _ diag.Severity, urn resource.URN, msg string) error {

@@ -161,14 +161,18 @@ func contains(list []string, s string) bool {
 
 // sortedEnv renders the environment input as KEY=VALUE in a stable order.
 func sortedEnv(env map[string]string) []string {
-	keys := make([]string, 0, len(env))
-	for k := range env {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	out := make([]string, 0, len(keys))
-	for _, k := range keys {
+	out := make([]string, 0, len(env))
+	for _, k := range sortedStringKeys(env) {
 		out = append(out, k+"="+env[k])
 	}
 	return out
+}
+
+func sortedStringKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

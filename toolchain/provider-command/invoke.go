@@ -33,7 +33,7 @@ func (s *server) Invoke(ctx context.Context, req *pulumirpc.InvokeRequest) (*pul
 
 	var result commandResult
 	// A function call belongs to no resource: its output lines are logged without a URN.
-	if result.stdout, result.stderr, err = s.run(ctx, "", *in.Command, in, previous{}); err != nil {
+	if result.stdout, result.stderr, err = s.run(ctx, "", localCommand{in}, *in.Command, previous{}); err != nil {
 		return nil, err
 	}
 	out := pick(args, runInputKeys)

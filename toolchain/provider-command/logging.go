@@ -12,6 +12,7 @@ import (
 
 // logSink is the part of the engine's host client used here; tests substitute a recorder.
 type logSink interface {
+	Log(ctx context.Context, sev diag.Severity, urn resource.URN, msg string) error
 	LogStatus(ctx context.Context, sev diag.Severity, urn resource.URN, msg string) error
 }
 

@@ -1,9 +1,10 @@
 // Command pulumi-resource-command is a small stand-in for the Pulumi Command provider
 // (github.com/pulumi/pulumi-command), whose Go module is not available on the build machine.
 //
-// It implements command:local:Command and the command:local:run function with the semantics
-// of upstream v1.2.1, so the pulumi-command Python SDK (1.2.1) drives it unchanged. The remote
-// resources are not implemented.
+// It implements command:local:Command, command:remote:Command (over SSH) and the
+// command:local:run function with the semantics of upstream v1.2.1, so the pulumi-command
+// Python SDK (1.2.1) drives it unchanged. command:remote:CopyToRemote and CopyFile are not
+// implemented.
 package main
 
 import (

@@ -5,8 +5,9 @@ import (
 	"encoding/json"
 )
 
-// schema.json describes what this provider implements (local resources only), so tools that
-// ask for the schema see the provider as it is, not upstream's full package.
+// schema.json describes what this provider implements (local.Command, local.run and
+// remote.Command, whose types match upstream v1.2.1's), so tools that ask for the schema see
+// the provider as it is, not upstream's full package.
 //
 //go:embed schema.json
 var schemaTemplate []byte

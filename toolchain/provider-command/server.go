@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/pulumi/pulumi/sdk/v3/go/common/diag"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/provider"
 	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
@@ -13,8 +14,9 @@ import (
 
 // The tokens this provider implements.
 const (
-	localCommandType = "command:local:Command"
-	localRunFunction = "command:local:run"
+	localCommandType  = "command:local:Command"
+	remoteCommandType = "command:remote:Command"
+	localRunFunction  = "command:local:run"
 )
 
 // secretStdout, set at build time with -ldflags "-X main.secretStdout=true", makes stdout
@@ -53,6 +55,18 @@ func (s *server) logger(ctx context.Context, urn resource.URN) func(string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return statusLogger(ctx, s.host, urn)
+}
+
+// diagnostic sends msg to the engine as a message of urn that stays in the output (unlike
+// the status lines of logger).
+func (s *server) diagnostic(ctx context.Context, urn resource.URN, sev diag.Severity, msg string) {
+	s.mu.Lock()
+	host := s.host
+	s.mu.Unlock()
+	if host != nil {
+		// A message that cannot be delivered must not fail the command.
+		_ = host.Log(ctx, sev, urn, msg)
+	}
 }
 
 // operation is the context a command runs under: it ends with the request or on Cancel.
@@ -107,8 +121,8 @@ func (s *server) Cancel(context.Context, *emptypb.Empty) (*emptypb.Empty, error)
 }
 
 func unknownType(t string) error {
-	return fmt.Errorf("unknown resource type %q: this pulumi-resource-command implements only %s "+
-		"and the %s function", t, localCommandType, localRunFunction)
+	return fmt.Errorf("unknown resource type %q: this pulumi-resource-command implements only %s, "+
+		"%s and the %s function", t, localCommandType, remoteCommandType, localRunFunction)
 }
 
 // resourceType is the type token of urn ("command:local:Command").

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -31,28 +32,76 @@ func TestSchema(t *testing.T) {
 	var schema struct {
 		Name      string
 		Version   string
+		Types     map[string]json.RawMessage
 		Resources map[string]struct {
-			InputProperties map[string]struct{ ReplaceOnChanges bool }
-			Properties      map[string]any
+			InputProperties map[string]struct {
+				ReplaceOnChanges bool
+				Secret           bool
+			}
+			Properties     map[string]any
+			RequiredInputs []string
 		}
 		Functions map[string]any
 	}
 	if err := json.Unmarshal([]byte(resp.GetSchema()), &schema); err != nil {
 		t.Fatal(err)
 	}
-	cmd, ok := schema.Resources[localCommandType]
-	if schema.Name != "command" || schema.Version != version || !ok || schema.Functions[localRunFunction] == nil {
+	if schema.Name != "command" || schema.Version != version || schema.Functions[localRunFunction] == nil {
 		t.Fatalf("schema %s", resp.GetSchema())
 	}
-	for _, k := range commandInputKeys {
-		if _, ok := cmd.InputProperties[k]; !ok {
-			t.Errorf("input %s missing from the schema", k)
+	for typ, kind := range commandKinds {
+		cmd, ok := schema.Resources[typ]
+		if !ok {
+			t.Errorf("%s missing from the schema", typ)
+			continue
 		}
-		if _, ok := cmd.Properties[k]; !ok {
-			t.Errorf("output %s missing from the schema", k)
+		if len(cmd.InputProperties) != len(kind.inputKeys) {
+			t.Errorf("%s: the schema has inputs %v, the provider %v", typ, cmd.InputProperties, kind.inputKeys)
 		}
-		if cmd.InputProperties[k].ReplaceOnChanges != replaceOnChanges[k] {
-			t.Errorf("input %s: replaceOnChanges disagrees with Diff", k)
+		for _, k := range kind.inputKeys {
+			if _, ok := cmd.InputProperties[k]; !ok {
+				t.Errorf("%s: input %s missing from the schema", typ, k)
+			}
+			if _, ok := cmd.Properties[k]; !ok {
+				t.Errorf("%s: output %s missing from the schema", typ, k)
+			}
+			if cmd.InputProperties[k].ReplaceOnChanges != replaceOnChanges[k] {
+				t.Errorf("%s: input %s: replaceOnChanges disagrees with Diff", typ, k)
+			}
+		}
+	}
+	remote := schema.Resources[remoteCommandType]
+	if !remote.InputProperties["connection"].Secret || !reflect.DeepEqual(remote.RequiredInputs, []string{"connection"}) {
+		t.Errorf("remote connection: want a required secret input")
+	}
+	for _, typ := range []string{"command:remote:Connection", "command:remote:ProxyConnection"} {
+		var conn struct {
+			Properties map[string]struct {
+				Secret  bool
+				Default any
+			}
+			Required []string
+		}
+		if err := json.Unmarshal(schema.Types[typ], &conn); err != nil {
+			t.Fatalf("%s: %v", typ, err)
+		}
+		keys := endpointKeys
+		if typ == "command:remote:Connection" {
+			keys = connectionKeys
+		}
+		if len(conn.Properties) != len(keys) || !reflect.DeepEqual(conn.Required, []string{"host"}) {
+			t.Errorf("%s: properties %v, required %v", typ, conn.Properties, conn.Required)
+		}
+		for _, k := range keys {
+			if conn.Properties[k].Secret != contains(secretEndpointKeys, k) {
+				t.Errorf("%s.%s: secret disagrees with Check", typ, k)
+			}
+		}
+		for k, want := range map[string]any{"user": defaultUser, "port": float64(defaultPort),
+			"dialErrorLimit": float64(defaultDialErrorLimit), "perDialTimeout": float64(defaultPerDialTimeout)} {
+			if conn.Properties[k].Default != want {
+				t.Errorf("%s.%s: default %v, want %v", typ, k, conn.Properties[k].Default, want)
+			}
 		}
 	}
 }

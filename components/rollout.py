@@ -1,0 +1,89 @@
+"""Day-2 rollouts over SSH: each member's steps pulumi-command `remote.Command`s, in one chain.
+
+Per member, in member order: its certificate step (renewed server and peer certificates and
+keys), then its configuration step (the pinned etcd release and the member's etcd unit; etcd is
+restarted when either changed). Every step depends on the one before it, so the engine runs
+them one after another and stops at the first that fails; each runs `etcd-cluster-gate` (the
+whole cluster healthy) before and after it touches its member, so no step ever takes a second
+member down. A step re-runs when its input changes (a renewed certificate, a new `etcdVersion`,
+changed flags), so such changes reach every running member in turn by an ordinary `pulumi up`,
+and `pulumi preview` lists the steps that will run, in order. A failed `pulumi up` resumes where
+it stopped: the member-side scripts change nothing where there is nothing to change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_command as command
+
+from components.naming import ChildNames
+from model import rollout
+from model.topology import Member
+
+# Members boot at their own pace: keep dialling a member whose sshd is not up yet (15 s each).
+DIAL_ERROR_LIMIT = 80
+
+
+@dataclass(frozen=True)
+class MemberRolloutArgs:
+    # In rollout order.
+    members: tuple[Member, ...]
+    # Per member name: the address the runner dials.
+    addresses: Mapping[str, pulumi.Output[str]]
+    # Per member name: its certificate bundle (secret; the certificate step's standard input).
+    bundles: Mapping[str, pulumi.Output[str]]
+    # Per member name: its etcd.service (the configuration step's standard input).
+    units: Mapping[str, str]
+    # The configuration step's command (model/rollout.py `configuration_step`).
+    configuration_command: str
+    # The deploy key, OpenSSH private key format (secret).
+    deploy_key: pulumi.Output[str]
+    bastion: rollout.Bastion | None
+    expected_members: int
+
+
+class MemberRollout(pulumi.ComponentResource):
+    # Every step, in the order they run: (member name, "certificates" | "configuration", step).
+    steps: list[tuple[str, str, command.remote.Command]]
+
+    def __init__(self, name: str, args: MemberRolloutArgs,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("etcd-cluster:index:MemberRollout", name, None, opts)
+        self._names = ChildNames(self, name, keep_unprefixed=False)
+        self._args = args
+        proxy = None
+        if args.bastion is not None:
+            proxy = command.remote.ProxyConnectionArgs(
+                host=args.bastion.host, port=args.bastion.port, user=args.bastion.user)
+        self._proxy = proxy
+        self.steps = []
+        for member in args.members:
+            self._step(member, "certificates",
+                       rollout.certificate_step(args.expected_members, member.fqdn),
+                       args.bundles[member.name])
+            self._step(member, "configuration", args.configuration_command,
+                       pulumi.Output.from_input(args.units[member.name]))
+        self.register_outputs({"steps": [f"{member}-{what}" for member, what, _ in self.steps]})
+
+    def _step(self, member: Member, what: str, create: str, stdin: pulumi.Output[str]) -> None:
+        previous = self.steps[-1][2] if self.steps else None
+        step = command.remote.Command(
+            self._names.name(f"{member.name}-{what}"),
+            connection=command.remote.ConnectionArgs(
+                host=self._args.addresses[member.name],
+                user=rollout.ROLLOUT_USER,
+                private_key=self._args.deploy_key,
+                dial_error_limit=DIAL_ERROR_LIMIT,
+                proxy=self._proxy,
+            ),
+            create=create,
+            stdin=stdin,
+            # The scripts print what they check and do, never a key.
+            logging=command.remote.Logging.STDOUT_AND_STDERR,
+            opts=self._names.opts(f"{member.name}-{what}",
+                                  depends_on=[previous] if previous is not None else None),
+        )
+        self.steps.append((member.name, what, step))

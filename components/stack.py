@@ -1,0 +1,51 @@
+"""The stack: its settings mapped to clusters, and what it exports.
+
+The only place that turns `Settings` into component args (through `model.cluster_spec`): the
+main cluster always, the events cluster beside it with `eventsCluster`. Export names of the
+main cluster are what they always were; the events cluster's carry an `events_` prefix, and
+the client files (CA, kube-apiserver's client certificate) are the main cluster's for both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from components.cluster import EtcdCluster, EtcdClusterArgs
+from model import consumers
+from model.cluster_spec import events_cluster, main_cluster
+from model.settings import Settings
+
+# Outputs the events cluster shares with the main one: exported once, by the main cluster.
+SHARED_OUTPUTS = frozenset({
+    "ca_pem", "apiserver_client_cert_pem", "apiserver_client_key_pem", "backend",
+    "kubeadm_external_etcd", "vpc_id", "client_source_tags",
+})
+EVENTS_PREFIX = "events_"
+
+
+def build_clusters(settings: Settings) -> tuple[EtcdCluster, EtcdCluster | None]:
+    main_spec = main_cluster(settings)
+    main = EtcdCluster(main_spec.name, EtcdClusterArgs(spec=main_spec, keep_unprefixed_names=True))
+    events_spec = events_cluster(settings)
+    if events_spec is None:
+        return main, None
+    events = EtcdCluster(events_spec.name, EtcdClusterArgs(
+        spec=events_spec,
+        shared_clients=main.pki.client_pki,
+        vpc_id=main.vpc_id,
+    ))
+    return main, events
+
+
+def stack_outputs(main: EtcdCluster, events: EtcdCluster | None) -> dict[str, Any]:
+    """Every stack output, by name."""
+    outputs = dict(main.outputs)
+    if events is None:
+        return outputs
+    overrides = consumers.etcd_servers_overrides(events.topology.client_urls)
+    outputs["etcd_servers_overrides"] = overrides
+    outputs["kubeadm_external_etcd"] = consumers.kubeadm_external_etcd(
+        main.topology.client_urls, overrides)
+    outputs.update({f"{EVENTS_PREFIX}{name}": value for name, value in events.outputs.items()
+                    if name not in SHARED_OUTPUTS})
+    return outputs

@@ -1,0 +1,96 @@
+"""Day-2 rollouts: how the runner of `pulumi up` reaches running members, and what it runs there.
+
+Pure: no Pulumi imports. Every change of a running cluster reaches it over SSH, one member at a
+time: the program connects as `ROLLOUT_USER` with a deploy key it generates (a secret in the
+state; its public half is in each member's user-data) and may run only the member-side scripts
+below, through sudo. Each member's step checks the whole cluster before and after it touches
+the member (`etcd-cluster-gate`), so a rollout stops at the first unhealthy state.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from typing import Literal
+
+ROLLOUT_USER = "etcd-rollout"
+SBIN = "/usr/local/sbin"
+GATE = f"{SBIN}/etcd-cluster-gate"
+INSTALL_CERTS = f"{SBIN}/etcd-install-certs"
+RECONFIGURE = f"{SBIN}/etcd-reconfigure"
+# What the rollout user may run as root, and nothing else.
+SUDO_COMMANDS = (GATE, INSTALL_CERTS, RECONFIGURE)
+# How long a gate waits for the whole cluster to be healthy before it stops the rollout.
+GATE_TIMEOUT_SECONDS = 600
+
+# private: the members' private addresses (local backends; a runner inside the VPC);
+# public: their public addresses (the firewall must admit the runner: adminCidrs);
+# none: running members are not changed (day-1 only; certificate expiry keeps warning).
+RolloutVia = Literal["private", "public", "none"]
+ROLLOUT_VIAS: tuple[RolloutVia, ...] = ("private", "public", "none")
+
+
+@dataclass(frozen=True)
+class Bastion:
+    """A jump host the runner reaches the members through (authenticated by the runner's agent)."""
+
+    host: str
+    user: str
+    port: int = 22
+
+
+@dataclass(frozen=True)
+class RolloutSpec:
+    via: RolloutVia
+    bastion: Bastion | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.via != "none"
+
+
+def sudoers_rule() -> str:
+    """cloud-init's `sudo` entry for the rollout user: the scripts, without a password."""
+    return f"ALL=(root) NOPASSWD: {', '.join(SUDO_COMMANDS)}"
+
+
+def _gated(expected_members: int, step: list[str]) -> str:
+    """`step` run as root between two whole-cluster health gates."""
+    gate = shlex.join(["sudo", "-n", GATE, "--expect-members", str(expected_members),
+                       "--timeout", str(GATE_TIMEOUT_SECONDS)])
+    return f"{gate} && {shlex.join(['sudo', '-n', *step])} && {gate}"
+
+
+def certificate_step(expected_members: int, fqdn: str) -> str:
+    """The remote command of one member's certificate step (the bundle comes on stdin)."""
+    return _gated(expected_members, [INSTALL_CERTS, "--fqdn", fqdn, "-"])
+
+
+def configuration_step(expected_members: int, version: str, url: str, sha256: str,
+                       previous_line_minimum: str | None) -> str:
+    """The remote command of one member's configuration step: the pinned release and the
+    member's etcd unit (on stdin) installed, etcd restarted if either changed. The member-side
+    script reads the running versions from the cluster and refuses a path etcd does not support
+    before it touches anything."""
+    step = [RECONFIGURE, "--version", version, "--url", url, "--sha256", sha256]
+    if previous_line_minimum is not None:
+        step += ["--previous-minor-from", previous_line_minimum]
+    return _gated(expected_members, [*step, "-"])
+
+
+def not_configured_warning(cluster: str) -> str:
+    return (f"{cluster}: running members cannot be changed by `pulumi up` (rolloutVia = none): "
+            "renewed certificates, new etcd releases and new flags reach new members only, and "
+            "members' certificates expire on their date. Set `pulumi config set rolloutVia "
+            "private` (the runner reaches the members' private addresses, e.g. from inside the "
+            "VPC or through rolloutBastionHost) or `public` (adminCidrs must admit the runner).")
+
+
+# The files of a member's certificate bundle, in the order they are sent.
+BUNDLE_FILES = ("server.crt", "server.key", "peer.crt", "peer.key")
+
+
+def certificate_bundle(server_cert: str, server_key: str, peer_cert: str, peer_key: str) -> str:
+    """A member's new certificates and keys as `etcd-install-certs -` reads them on stdin: the
+    four PEM documents concatenated in BUNDLE_FILES order (no file on the runner's disk)."""
+    return "".join(f"{pem.strip()}\n" for pem in (server_cert, server_key, peer_cert, peer_key))

@@ -1,0 +1,182 @@
+"""Two clusters, and an upgrade of the program, under the real Pulumi engine.
+
+- A stack made by the program before its resources were named after their cluster keeps every
+  key and certificate when it is upgraded: the engine follows the aliases (renames in the
+  state), it creates and deletes nothing of them. Checked on the PKI, the part that needs no
+  machine: an unfollowed rename there means new keys, so new certificates for every member.
+- The local stack with an events cluster (`eventsCluster`) comes up with both clusters healthy,
+  each reached as kube-apiserver would from the stack's outputs alone (one CA and one client
+  certificate for both), with every URN unique; a second preview plans nothing; destroy
+  leaves nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from engine import (
+    BRIDGE_HELPER,
+    OutputsClient,
+    Project,
+    local_engine_stack,
+    offline_local_config,
+    scratch_dir,
+    toolchain_or_skip,
+)
+from guests.qemu import missing_for_real_vm
+
+pytestmark = pytest.mark.real
+
+REPO = Path(__file__).resolve().parents[1]
+STACK = "e2e"
+# The last commit whose program named resources without their cluster (tests/data/urns/).
+BEFORE_RENAME = "c01e6f9"
+TLS_TYPES = ("tls:index/privateKey:PrivateKey", "tls:index/selfSignedCert:SelfSignedCert",
+             "tls:index/certRequest:CertRequest", "tls:index/locallySignedCert:LocallySignedCert")
+CHANGING_OPS = {"create", "delete", "replace", "create-replacement", "delete-replaced"}
+
+
+@pytest.fixture(scope="module")
+def toolchain() -> Path:
+    return toolchain_or_skip()
+
+
+def program_at(commit: str, directory: Path) -> Path:
+    """The program's files as they were at `commit` (from this checkout's git history)."""
+    directory.mkdir()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", commit],
+                             capture_output=True, timeout=120)
+    if archive.returncode != 0:
+        pytest.skip(f"commit {commit} is not in this checkout's history (a shallow clone?): "
+                    f"{archive.stderr.decode(errors='replace').strip()}")
+    subprocess.run(["tar", "-x", "-C", str(directory)], input=archive.stdout, check=True,
+                   timeout=120)
+    return directory
+
+
+def without_machines(plan: dict[str, Any]) -> list[str]:
+    """`--target` options for every planned resource but the VMs (and their provider)."""
+    return [f"--target={step['urn']}" for step in plan["steps"]
+            if not step_type(step).startswith(("command:", "pulumi:providers:command"))]
+
+
+def short_name(urn: str) -> str:
+    """A resource's name within its component (`e2e-pki-etcd-1-server-key` -> `etcd-1-server-key`)."""
+    name = urn.rsplit("::", 1)[1]
+    return name.split("-pki-", 1)[1] if "-pki-" in name else name
+
+
+def step_type(step: dict[str, Any]) -> str:
+    # A delete step has only the old state.
+    state: dict[str, Any] = step.get("newState") or step["oldState"]
+    return str(state["type"])
+
+
+def tls_resources(project: Project) -> dict[str, dict[str, Any]]:
+    return {resource["urn"]: resource for resource in project.resources(STACK)
+            if resource["type"] in TLS_TYPES}
+
+
+def test_upgrading_a_stack_made_before_the_rename_keeps_every_key_and_certificate(
+        toolchain: Path) -> None:
+    with scratch_dir("engine-rename-") as directory:
+        old_program = program_at(BEFORE_RENAME, directory / "old-program")
+        project = Project(directory / "project", toolchain, source=old_program)
+        project.init_stack(STACK, offline_local_config(directory))
+        plan = json.loads(project.pulumi("preview", "--stack", STACK, "--json").stdout)
+        old_urns = [step["urn"] for step in plan["steps"] if step_type(step) in TLS_TYPES]
+        # Two CAs (key, cert), 3 members x 2 certificates and 3 clients (key, request, cert).
+        assert len(old_urns) == 2 * 2 + (3 * 2 + 3) * 3, len(old_urns)
+        # Only the PKI and the components above it: nothing boots, no VM is needed.
+        project.pulumi("up", "--yes", "--stack", STACK, *without_machines(plan))
+        before = tls_resources(project)
+        assert sorted(before) == sorted(old_urns)
+
+        project.replace_program(REPO)
+        # --show-sames: renamed resources are "same" steps, left out of the plan otherwise.
+        plan = json.loads(project.pulumi("preview", "--stack", STACK, "--json",
+                                         "--show-sames").stdout)
+        tls_steps = [step for step in plan["steps"] if step_type(step) in TLS_TYPES]
+        # Resources this version adds (the rollout deploy key) are created; every old key and
+        # certificate is kept: an unfollowed rename would show as a delete and a create.
+        old_names = {urn.rsplit("::", 1)[1] for urn in old_urns}
+        added = {step["urn"] for step in tls_steps if step["op"] == "create"
+                 and short_name(step["urn"]) not in old_names}
+        changing = [(step["op"], step["urn"]) for step in tls_steps
+                    if step["op"] in CHANGING_OPS and step["urn"] not in added]
+        assert changing == [], changing
+        assert {short_name(urn) for urn in added} <= {"rollout-deploy-key"}, added
+        new_urns = [step["urn"] for step in tls_steps if step["urn"] not in added]
+        assert not set(new_urns) & set(old_urns), "the new program should name resources anew"
+
+        project.pulumi("up", "--yes", "--stack", STACK, *without_machines(plan))
+        after = {urn: resource for urn, resource in tls_resources(project).items()
+                 if urn not in added}
+        assert sorted(after) == sorted(new_urns)
+        # The same keys and certificates, now under their new names.
+        assert sorted(resource["id"] for resource in after.values()) == sorted(
+            resource["id"] for resource in before.values())
+
+
+def check_cluster_healthy(outputs: dict[str, Any], prefix: str, namespace: str,
+                          files: Path) -> OutputsClient:
+    """One cluster reached from the stack's outputs: its servers, the shared CA and client."""
+    client = OutputsClient({
+        **outputs,
+        "etcd_servers": outputs[f"{prefix}etcd_servers"],
+        "members": outputs[f"{prefix}members"],
+    }, namespace, files)
+    health = client.wait_healthy()
+    assert health.returncode == 0, health.stdout + health.stderr
+    key = f"/registry/{prefix or 'main'}/check"
+    assert client.apiserver("put", key, prefix or "main").returncode == 0
+    got = client.apiserver("get", key, "--print-value-only")
+    assert got.stdout.strip() == (prefix or "main"), got.stdout + got.stderr
+    members = client.apiserver("member", "list", "-w", "json")
+    names = sorted(member["name"] for member in json.loads(members.stdout)["members"])
+    assert names == sorted(member["name"] for member in outputs[f"{prefix}members"])
+    return client
+
+
+def test_the_local_stack_with_an_events_cluster_brings_both_up_healthy_and_apart(
+        toolchain: Path, local_image: Path, etcd_release: tuple[Path, str]) -> None:
+    missing = missing_for_real_vm(local_image)
+    if missing:
+        pytest.skip(missing)
+    if not BRIDGE_HELPER.exists():
+        pytest.skip(f"{BRIDGE_HELPER} is missing: install the Debian package qemu-system-x86")
+    # One member each: two clusters of their own under software emulation on 2 cores.
+    with scratch_dir("engine-events-") as directory, local_engine_stack(
+            toolchain, local_image, etcd_release, directory, STACK, members=1,
+            extra={"eventsCluster": True, "eventsMemberCount": 1}) as local:
+        local.pulumi("up", "--yes")
+        outputs = local.project.outputs(STACK)
+        assert outputs["etcd_servers_overrides"] == (
+            "/events#https://etcd-events-1.e2e.etcd.internal:2379")
+        check_cluster_healthy(outputs, "", local.namespace, directory / "main-client")
+        events = check_cluster_healthy(outputs, "events_", local.namespace,
+                                       directory / "events-client")
+        # The two clusters are apart: a key written to one is not in the other.
+        missing_key = events.apiserver("get", "/registry/main/check", "--print-value-only")
+        assert missing_key.returncode == 0 and missing_key.stdout.strip() == "", missing_key
+
+        resources = local.project.resources(STACK)
+        urns = [resource["urn"] for resource in resources]
+        assert len(urns) == len(set(urns))
+        # Secret outputs stay secret in the state and on the wire.
+        plain = json.loads(local.pulumi("stack", "output", "--json").stdout)
+        for name in ("apiserver_client_key_pem", "etcdctl_env", "events_etcdctl_env"):
+            assert plain[name] == "[secret]", name
+        assert "PRIVATE KEY" not in local.project.state_text()
+
+        again = local.pulumi("preview", "--expect-no-changes", check=False)
+        assert again.returncode == 0, again.stdout + again.stderr
+
+        local.pulumi("destroy", "--yes", timeout=900)
+        assert not [resource for resource in local.project.resources(STACK)
+                    if resource.get("custom") and not resource["type"].startswith("pulumi:providers:")]
+        assert not local.vms.exists() or not any(local.vms.iterdir()), sorted(local.vms.iterdir())
