@@ -8,8 +8,10 @@
   outputs with real etcdctl; `pulumi preview --expect-no-changes` and a second `pulumi up` plan
   nothing; the example consumer reads the outputs through a real StackReference; renewed
   certificates reach the running members by `pulumi up` over SSH, one member after another,
-  while a client keeps writing (no acknowledged write lost, the new serials served); `pulumi
-  destroy` leaves no VM, disk, seed or process.
+  while a client keeps writing (no acknowledged write lost, the new serials served); so do a
+  flag change (each member restarted once, in member order) and rolling upgrades 3.5.1 ->
+  3.5.33 -> 3.6.14 (built from Go modules), and a downgrade is refused with the script's
+  message; `pulumi destroy` leaves no VM, disk, seed or process.
 """
 
 from __future__ import annotations
@@ -133,6 +135,8 @@ def test_the_local_stack_comes_up_healthy_plans_no_changes_feeds_a_consumer_and_
 
         check_consumer(local.project, directory / "consumer")
         check_certificate_renewal(local, outputs, directory / "renewal")
+        check_flag_change(local, outputs, directory / "flags")
+        check_upgrades(local, outputs, etcd_release[0], directory / "upgrades")
 
         destroy = local.pulumi("destroy", "--yes", timeout=900)
         assert "deleted" in destroy.stdout, destroy.stdout
@@ -170,6 +174,87 @@ def check_certificate_renewal(local: Any, outputs: dict[str, Any], files: Path) 
     after = served_serials(client, outputs)
     assert all(after[name] != before[name] for name in before), (before, after)
     check_rollout_lost_nothing(client, "/renewal/", written)
+    again = local.pulumi("preview", "--expect-no-changes", check=False)
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
+def planned_updates(local: Any) -> list[str]:
+    """The names of the resources a `pulumi preview` would update, in the plan's order (the
+    human-readable diff shortens long lines, so the plan is read as JSON)."""
+    preview = local.pulumi("preview", "--json")
+    steps = json.loads(preview.stdout).get("steps", [])
+    return [step["urn"].rsplit("::", 1)[1] for step in steps if step["op"] == "update"]
+
+
+def start_times(client: OutputsClient, outputs: dict[str, Any]) -> dict[str, float]:
+    """When each member's etcd process started (its metrics' process_start_time_seconds)."""
+    started = {}
+    for member in outputs["members"]:
+        metrics = client.run(["curl", "--silent", "--fail", "--max-time", "10",
+                              f"http://{member['fqdn']}:2381/metrics"])
+        assert metrics.returncode == 0, metrics
+        line = next(line for line in metrics.stdout.splitlines()
+                    if line.startswith("process_start_time_seconds "))
+        started[member["name"]] = float(line.split()[1])
+    return started
+
+
+def check_flag_change(local: Any, outputs: dict[str, Any], files: Path) -> None:
+    """A tuning change is planned as exactly the members' configuration steps and restarts
+    each member once, in member order, while a client keeps writing and loses nothing."""
+    client = OutputsClient(outputs, local.namespace, files)
+    before = start_times(client, outputs)
+    local.pulumi("config", "set", "snapshotCount", "20000")
+    planned = planned_updates(local)
+    assert [name.partition("-rollout-")[2] for name in planned] == [
+        f"{member}-configuration" for member in ("etcd-1", "etcd-2", "etcd-3")], planned
+    with continuous_writer(client, "/flags/") as written:
+        up = local.pulumi("up", "--yes")
+    check_in_member_order(up.stdout, "configuration")
+    check_rollout_lost_nothing(client, "/flags/", written)
+    after = start_times(client, outputs)
+    assert all(after[name] > before[name] for name in before), (before, after)
+    order = sorted(after, key=after.__getitem__)
+    assert order == ["etcd-1", "etcd-2", "etcd-3"], f"restarted out of member order: {after}"
+    again = local.pulumi("preview", "--expect-no-changes", check=False)
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
+def running_versions(client: OutputsClient) -> list[str]:
+    status = client.apiserver("endpoint", "status", "--cluster", "-w", "json")
+    assert status.returncode == 0, status.stdout + status.stderr
+    return sorted(entry["Status"]["version"] for entry in json.loads(status.stdout))
+
+
+def check_upgrades(local: Any, outputs: dict[str, Any], served: Path, files: Path) -> None:
+    """Rolling upgrades by `pulumi up`: 3.5.1 -> 3.5.33 (the 3.5 patch etcd's guide requires
+    before 3.6) -> 3.6.14, each member in turn while a client writes; then a downgrade is
+    refused at the first member with the message, and the cluster keeps running 3.6.14."""
+    client = OutputsClient(outputs, local.namespace, files)
+    shas = {}
+    for version in ("3.5.33", "3.6.14"):
+        tarball, shas[version] = realcheck.built_release_tarball(version)
+        shutil.copy2(tarball, served / tarball.name)
+    for version in ("3.5.33", "3.6.14"):
+        local.pulumi("config", "set", "etcdVersion", version)
+        local.pulumi("config", "set", "etcdSha256", shas[version])
+        prefix = f"/upgrade-{version}/"
+        with continuous_writer(client, prefix) as written:
+            up = local.pulumi("up", "--yes")
+        check_in_member_order(up.stdout, "configuration")
+        check_rollout_lost_nothing(client, prefix, written)
+        assert running_versions(client) == [version] * 3
+    local.pulumi("config", "set", "etcdVersion", "3.5.33")
+    local.pulumi("config", "set", "etcdSha256", shas["3.5.33"])
+    refused = local.pulumi("up", "--yes", check=False)
+    shown = refused.stdout + refused.stderr
+    assert refused.returncode != 0, shown
+    assert "etcdVersion 3.5.33 is older than etcd 3.6.14" in shown, shown
+    assert "downgrades are refused" in shown, shown
+    assert running_versions(client) == ["3.6.14"] * 3
+    # Back on the running version, the failed `pulumi up` left nothing to do.
+    local.pulumi("config", "set", "etcdVersion", "3.6.14")
+    local.pulumi("config", "set", "etcdSha256", shas["3.6.14"])
     again = local.pulumi("preview", "--expect-no-changes", check=False)
     assert again.returncode == 0, again.stdout + again.stderr
 
