@@ -28,6 +28,7 @@ unknown ETCDCTL_* variable, so the scripts unset ETCDCTL_ENV_FILE after reading 
 from __future__ import annotations
 
 import base64
+import datetime
 import re
 import shutil
 import subprocess
@@ -89,8 +90,9 @@ class Rollout:
     # The certificates the rollout installed, by member (for the re-run).
     installed: dict[str, MemberCerts] = field(default_factory=dict)
 
-    def renew(self, name: str) -> MemberCerts:
-        return self.pki.renewed(self.cluster.members[name])
+    def renew(self, name: str, starts_in: datetime.timedelta = datetime.timedelta(0)
+              ) -> MemberCerts:
+        return self.pki.renewed(self.cluster.members[name], starts_in)
 
 
 @pytest.fixture(scope="module", params=LINES, ids=lambda line: f"etcd{line}")
@@ -318,6 +320,36 @@ def test_install_certs_again_with_the_same_files_changes_nothing(
         assert scripts.serials() == (certs.server.serial, certs.peer.serial)
     assert not rollout.restarts.done
     report(request, "re-run", result.stdout.strip().replace("\n", " | "))
+
+
+def test_install_certs_waits_until_every_members_clock_reaches_the_new_certificates_start(
+        rollout: Rollout, request: pytest.FixtureRequest) -> None:
+    # pulumi-tls dates certificates from the runner's clock, without backdating: to a member
+    # whose clock is behind the runner's they start in the future, as these do, and it would
+    # reject its peers' new certificates as not yet valid.
+    cluster = rollout.cluster
+    everyone_up(cluster)
+    name = "etcd-3"
+    scripts = rollout.scripts[name]
+    before, serials = scripts.pki_snapshot(), scripts.serials()
+    far = rollout.renew(name, starts_in=datetime.timedelta(minutes=10))
+    refused = scripts.install_certs("-", stdin=far.stdin, env={"ETCD_CLOCK_WAIT": "4"})
+    assert refused.returncode == 1, refused
+    for member in cluster.names:
+        assert re.search(rf" {member}:(59[0-9]|600)s", refused.stderr), refused
+    assert "Fix those members' time sync" in refused.stderr and "nothing was changed" in refused.stderr
+    assert scripts.pki_snapshot() == before and scripts.serials() == serials
+
+    soon = rollout.renew(name, starts_in=datetime.timedelta(seconds=8))
+    started = time.monotonic()
+    result = ok(scripts.install_certs("-", stdin=soon.stdin), "install of certificates starting in 8 s")
+    waited = time.monotonic() - started
+    assert "waiting for the clocks of member(s)" in result.stdout, result
+    assert scripts.serials() == (soon.server.serial, soon.peer.serial)
+    ok(scripts.gate("--expect-members", "3", "--timeout", "60"), "gate after the install")
+    rollout.installed[name] = soon
+    report(request, "refused (clocks 10 min behind, ETCD_CLOCK_WAIT=4)", refused.stderr.strip())
+    report(request, "waited for clocks 8 s behind", f"{waited:.1f} s")
 
 
 def test_install_certs_restarts_then_restores_when_etcd_never_serves_the_new_files(

@@ -65,7 +65,7 @@ def fresh_ca(common_name: str) -> Ca:
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_before(now)
             .not_valid_after(now + datetime.timedelta(days=30))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
@@ -82,11 +82,13 @@ class Issued:
 
 
 def issue(ca: Ca, common_name: str, dns_names: Sequence[str], ip_addresses: Sequence[str],
-          key: ec.EllipticCurvePrivateKey | dsa.DSAPrivateKey | None = None) -> Issued:
-    """A member certificate as pulumi-tls makes it; `key` a given one (a DSA key makes a
-    certificate openssl accepts and Go's crypto/tls cannot load)."""
+          key: ec.EllipticCurvePrivateKey | dsa.DSAPrivateKey | None = None,
+          starts_in: datetime.timedelta = datetime.timedelta(0)) -> Issued:
+    """A member certificate as pulumi-tls makes it: valid from now, not backdated; `key` a
+    given one (a DSA key makes a certificate openssl accepts and Go's crypto/tls cannot load);
+    `starts_in` moves its start into the future (as members whose clocks are behind see it)."""
     key = key or ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.timezone.utc) + starts_in
     sans: list[x509.GeneralName] = [x509.DNSName(name) for name in dns_names]
     sans += [x509.IPAddress(ipaddress.ip_address(address)) for address in ip_addresses]
     builder = (
@@ -96,7 +98,7 @@ def issue(ca: Ca, common_name: str, dns_names: Sequence[str], ip_addresses: Sequ
         .issuer_name(ca.cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_before(now)
         .not_valid_after(now + datetime.timedelta(days=365))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
@@ -152,12 +154,13 @@ class RenewalPki:
 
         self.client_ca, self.peer_ca = ca("client-ca"), ca("peer-ca")
 
-    def renewed(self, member: EtcdMember) -> MemberCerts:
+    def renewed(self, member: EtcdMember,
+                starts_in: datetime.timedelta = datetime.timedelta(0)) -> MemberCerts:
         """What pulumi-tls re-issues for `member` (components/pki.py, without static IPs)."""
         return MemberCerts(
             server=issue(self.client_ca, member.fqdn, [member.fqdn, "localhost"],
-                         ["127.0.0.1", "::1"]),
-            peer=issue(self.peer_ca, member.fqdn, [member.fqdn], []))
+                         ["127.0.0.1", "::1"], starts_in=starts_in),
+            peer=issue(self.peer_ca, member.fqdn, [member.fqdn], [], starts_in=starts_in))
 
 
 # --- running the scripts on a member --------------------------------------------------------
