@@ -162,7 +162,7 @@ class Project:
                               capture_output=True, text=True, timeout=timeout, input=stdin)
         if check and done.returncode != 0:
             raise AssertionError(f"pulumi {' '.join(args)} failed ({done.returncode}):\n"
-                                 f"{done.stdout}\n{done.stderr}")
+                                 f"{done.stdout}\n{done.stderr}{member_side_summary(done.stdout)}")
         return done
 
     def init_stack(self, stack: str, config: Mapping[str, Any]) -> None:
@@ -216,6 +216,22 @@ def offline_local_config(directory: Path, members: int = 3, **extra: Any) -> dic
     """A local stack that needs no image or network to preview (nothing boots in a preview)."""
     return local_stack_config(members=members, state_dir=directory / "vms",
                               image_dir=directory / "image", release_sha256="ab" * 32, **extra)
+
+
+# The member-side scripts prefix every line they print with their name.
+MEMBER_SIDE_SCRIPTS = ("etcd-cluster-gate:", "etcd-install-certs:", "etcd-reconfigure:",
+                       "etcd-member-join:", "etcd-member-leave:")
+
+
+def member_side_summary(shown: str, lines: int = 60) -> str:
+    """The last lines the member-side scripts printed in a `pulumi up`, repeated at the end of
+    a failure message: a long output is cut in the middle, and these say why a step failed."""
+    said = [line.strip() for line in shown.splitlines()
+            if any(script in line for script in MEMBER_SIDE_SCRIPTS)]
+    if not said:
+        return ""
+    return ("\n--- the member-side scripts said (last lines) ---\n"
+            + "\n".join(said[-lines:]) + "\n")
 
 
 @dataclass
