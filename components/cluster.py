@@ -104,6 +104,9 @@ class EtcdCluster(pulumi.ComponentResource):
         self.register_outputs(self.outputs)
         warn_expiring_certificates(spec.name, self.pki.expiry_times(),
                                    spec.tls.expiry_warning_days)
+        production_warning = releases.production_warning(spec.release.version)
+        if production_warning is not None:
+            pulumi.log.warn(f"etcd cluster {spec.name}: {production_warning}", self)
 
     def _machines(self, name: str, args: EtcdClusterArgs,
                   opts: pulumi.ResourceOptions) -> dict[str, MemberMachine]:

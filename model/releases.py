@@ -71,6 +71,19 @@ DEFAULT_VERSION = "3.6.14"
 PREVIOUS_LINE_MINIMUM = {"3.6": "3.5.32"}
 KNOWN_VERSIONS: tuple[str, ...] = tuple(PINNED)
 
+# Releases a rollout cannot run on, and why. The members' health gates run etcdctl with the
+# ETCDCTL_* variables of /etc/etcd/etcdctl.env, and etcdctl 3.6.0 fails `endpoint health`
+# whenever they are set (etcd-io/etcd#20118, fixed in 3.6.1): the first member upgraded to it
+# would stop every later gate.
+REFUSED_VERSIONS = {
+    "3.6.0": ("its etcdctl fails `endpoint health` whenever ETCDCTL_* variables are set "
+              "(etcd-io/etcd#20118, fixed in 3.6.1), and the members' health gates run it so"),
+}
+# The oldest releases etcd and Kubernetes recommend for production, per line: the releases before
+# them have known data-inconsistency bugs (etcd's CHANGELOG, "Production recommendation";
+# Kubernetes' etcd documentation since kubernetes/website#40816: 3.4.22+ and 3.5.6+).
+PRODUCTION_MINIMUM = {"3.4": "3.4.22", "3.5": "3.5.6"}
+
 
 def version_line(version: str) -> str:
     """`3.6.5` -> `3.6`; raises VersionError for a malformed version or an unsupported line."""
@@ -104,3 +117,29 @@ def known_sha256(version: str) -> str | None:
 
 def download_url(url_template: str, version: str) -> str:
     return url_template.replace("{version}", version)
+
+
+def _numbers(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+def refused_reason(version: str) -> str | None:
+    """Why a rollout cannot run on `version`, with the fix; None when it can."""
+    reason = REFUSED_VERSIONS.get(version)
+    if reason is None:
+        return None
+    newer = [known for known in KNOWN_VERSIONS
+             if version_line(known) == version_line(version) and _numbers(known) > _numbers(version)]
+    return f"is refused: {reason}; use a later {version_line(version)} release" + (
+        f" (e.g. {max(newer, key=_numbers)})." if newer else ".")
+
+
+def production_warning(version: str) -> str | None:
+    """A warning for a release older than its line's minimum recommended for production."""
+    minimum = PRODUCTION_MINIMUM.get(version_line(version))
+    if minimum is None or _numbers(version) >= _numbers(minimum):
+        return None
+    return (f"etcdVersion {version} is older than {minimum}, the oldest {version_line(version)} "
+            "release etcd and Kubernetes recommend for production (earlier ones have known "
+            f"data-inconsistency bugs): set etcdVersion to {minimum} or later, or to "
+            f"{DEFAULT_VERSION} (the default).")

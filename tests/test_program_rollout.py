@@ -241,3 +241,20 @@ def test_bad_rollout_settings_are_refused_before_anything_is_created(
     assert any(problem.startswith(message) for problem in failure.value.error.problems), \
         failure.value.error.problems
     assert [reg for reg in failure.value.registrations if reg.custom] == []
+
+
+def test_an_etcd_release_older_than_etcds_production_minimum_is_warned_about_at_preview(
+        caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="pulumi-program"):
+        run_program({"etcdVersion": "3.5.1", "etcdSha256": "a" * 64})
+    messages = [record.getMessage() for record in caplog.records
+                if "recommend for production" in record.getMessage()]
+    assert len(messages) == 1, messages
+    assert "etcdVersion 3.5.1 is older than 3.5.6" in messages[0]
+
+
+def test_the_default_etcd_release_is_not_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="pulumi-program"):
+        run_program({})
+    assert not [record for record in caplog.records
+                if "recommend for production" in record.getMessage()]

@@ -82,3 +82,15 @@ def test_a_mistyped_checksum_would_not_match_its_record() -> None:
 def test_a_checksum_line_without_a_source_is_refused() -> None:
     with pytest.raises(AssertionError, match="has no `# source:` line"):
         parse(f"{'ab' * 32}  etcd-v3.6.99-linux-amd64.tar.gz\n")
+
+
+@pytest.mark.parametrize("version", ["3.4.21", "3.5.1", "3.5.5"])
+def test_a_release_before_its_lines_production_minimum_is_warned_about(version: str) -> None:
+    warning = releases.production_warning(version)
+    assert warning is not None and f"etcdVersion {version} is older than" in warning
+    assert "data-inconsistency" in warning
+
+
+@pytest.mark.parametrize("version", ["3.4.22", "3.4.23", "3.5.6", "3.5.33", "3.6.1", "3.7.1"])
+def test_a_release_at_or_after_its_lines_production_minimum_is_not_warned_about(version: str) -> None:
+    assert releases.production_warning(version) is None

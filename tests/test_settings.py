@@ -128,9 +128,14 @@ def test_a_leading_v_in_the_version_is_rejected_with_the_fix() -> None:
 
 
 def test_a_version_without_a_built_in_checksum_needs_etcd_sha256() -> None:
-    message = only_problem(etcdVersion="3.6.0")
+    message = only_problem(etcdVersion="3.6.1")
     assert "set etcdSha256" in message
-    assert load(etcdVersion="3.6.0", etcdSha256="A" * 64).etcd_sha256 == "a" * 64
+    assert load(etcdVersion="3.6.1", etcdSha256="A" * 64).etcd_sha256 == "a" * 64
+
+
+def test_etcd_3_6_0_is_refused_because_its_etcdctl_breaks_the_health_gates() -> None:
+    message = only_problem(etcdVersion="3.6.0", etcdSha256="a" * 64)
+    assert "etcd-io/etcd#20118" in message and "use a later 3.6 release (e.g. 3.6.14)" in message
 
 
 def test_a_malformed_checksum_is_rejected() -> None:

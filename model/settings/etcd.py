@@ -23,6 +23,9 @@ def check_release(c: Reader) -> dict[str, Any]:
         etcd_line = releases.version_line(etcd_version)
     except releases.VersionError as error:
         c.problem("etcdVersion", etcd_version, str(error))
+    refused = releases.refused_reason(etcd_version) if etcd_line is not None else None
+    if refused is not None:
+        c.problem("etcdVersion", etcd_version, refused)
 
     download_url = c.value("etcdDownloadUrl")
     if not download_url.startswith(("https://", "http://")):
