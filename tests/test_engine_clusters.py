@@ -33,8 +33,9 @@ pytestmark = pytest.mark.real
 
 REPO = Path(__file__).resolve().parents[1]
 STACK = "e2e"
-# The last commit whose program named resources without their cluster (tests/data/urns/).
-BEFORE_RENAME = "c01e6f9"
+# The last commit whose program named resources without their cluster (tests/data/urns/):
+# the last one landed before the two-clusters change.
+BEFORE_RENAME = "9398cbe"
 TLS_TYPES = ("tls:index/privateKey:PrivateKey", "tls:index/selfSignedCert:SelfSignedCert",
              "tls:index/certRequest:CertRequest", "tls:index/locallySignedCert:LocallySignedCert")
 CHANGING_OPS = {"create", "delete", "replace", "create-replacement", "delete-replaced"}

@@ -339,7 +339,10 @@ def test_a_join_abandoned_after_member_add_is_undone_by_leave_with_the_peer_url(
     peer_url = str(exec_start_flag(cluster.members["etcd-4"].unit_text, "initial-advertise-peer-urls"))
     killed = scripts.join(env={"ETCD_START_COMMAND": "kill -KILL $PPID"})
     assert killed.returncode != 0 and "etcd-4 added as learner" in killed.stdout, killed
-    # Never started: etcd knows it by its peer URL only (no name yet).
+    # Never started: etcd knows it by its peer URL only (no name yet), and so does the gate.
+    gate = site.scripts["etcd-1"].gate("--timeout", "1")
+    assert gate.returncode == 1, gate
+    assert f"({peer_url}) has not started: no name or client URLs yet" in gate.stderr, gate
     by_name = ok(site.scripts["etcd-1"].leave("etcd-4"), "leave by name only")
     assert by_name.stdout.strip() == (
         "etcd-member-leave: etcd-4 is not a member: nothing to do (a member that never started "
