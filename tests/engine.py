@@ -30,6 +30,8 @@ from guests.local_cluster import QEMU_SUBNET
 from guests.qemu import BridgeNamespace, kill_vm
 from realcluster import cleanup
 
+from cloudinit import userdata
+
 REPO = Path(__file__).resolve().parents[1]
 BUILD_SCRIPT = REPO / "scripts" / "build-pulumi-toolchain"
 PROJECT = "etcd-cluster"
@@ -219,8 +221,7 @@ def offline_local_config(directory: Path, members: int = 3, **extra: Any) -> dic
 
 
 # The member-side scripts prefix every line they print with their name.
-MEMBER_SIDE_SCRIPTS = ("etcd-cluster-gate:", "etcd-install-certs:", "etcd-reconfigure:",
-                       "etcd-member-join:", "etcd-member-leave:")
+MEMBER_SIDE_SCRIPTS = tuple(f"{script}:" for script in userdata.SCRIPTS)
 
 
 def member_side_summary(shown: str, lines: int = 60) -> str:
