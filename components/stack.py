@@ -11,9 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from components.cluster import EtcdCluster, EtcdClusterArgs
-from model import consumers
-from model.cluster_spec import events_cluster, main_cluster
+from components.config import StackSettingsError
+from components.recorded import recorded_outputs
+from model import consumers, membership
+from model.cluster_spec import ClusterSpec, events_cluster, main_cluster
 from model.settings import Settings
+from model.topology import build_topology
 
 # Outputs the events cluster shares with the main one: exported once, by the main cluster.
 SHARED_OUTPUTS = frozenset({
@@ -25,8 +28,9 @@ EVENTS_PREFIX = "events_"
 
 def build_clusters(settings: Settings) -> tuple[EtcdCluster, EtcdCluster | None]:
     main_spec = main_cluster(settings)
-    main = EtcdCluster(main_spec.name, EtcdClusterArgs(spec=main_spec, keep_unprefixed_names=True))
     events_spec = events_cluster(settings)
+    refuse_membership_changes(main_spec, events_spec)
+    main = EtcdCluster(main_spec.name, EtcdClusterArgs(spec=main_spec, keep_unprefixed_names=True))
     if events_spec is None:
         return main, None
     events = EtcdCluster(events_spec.name, EtcdClusterArgs(
@@ -35,6 +39,26 @@ def build_clusters(settings: Settings) -> tuple[EtcdCluster, EtcdCluster | None]
         vpc_id=main.vpc_id,
     ))
     return main, events
+
+
+def refuse_membership_changes(main: ClusterSpec, events: ClusterSpec | None) -> None:
+    """Stop, before any resource is registered, when a running cluster would get other members
+    than it has (model/membership.py says why)."""
+    recorded = recorded_outputs()
+    problems = []
+    for spec, setting, output in (
+        (main, "memberCount", membership.MEMBERS_OUTPUT),
+        (events, "eventsMemberCount", f"{EVENTS_PREFIX}{membership.MEMBERS_OUTPUT}"),
+    ):
+        if spec is None:
+            continue
+        change = membership.membership_change(
+            spec.name, setting, membership.recorded_member_names(recorded, output),
+            [member.name for member in build_topology(spec).members])
+        if change is not None:
+            problems.append(change.refusal())
+    if problems:
+        raise StackSettingsError(problems)
 
 
 def stack_outputs(main: EtcdCluster, events: EtcdCluster | None) -> dict[str, Any]:

@@ -55,6 +55,8 @@ from tls_mock import (
     unwrap_secrets,
 )
 
+from components.recorded import READ_STACK_OUTPUTS
+
 __all__ = [
     "CERT_REQUEST", "CLUSTER", "COMMAND", "DNS_RECORD", "DROPLET", "FIREWALL", "LOCALLY_SIGNED_CERT",
     "PRIVATE_KEY",
@@ -352,12 +354,18 @@ def contains_secret(value: Any) -> bool:
 class ProgramMocks(pulumi_mocks.Mocks):
     """Resource outputs for this program's providers; tls resources are made for real."""
 
-    def __init__(self, tls: TlsMock | None = None) -> None:
+    def __init__(self, tls: TlsMock | None = None,
+                 recorded_outputs: Mapping[str, Any] | None = None) -> None:
         self.tls = tls or TlsMock()
+        # The stack's outputs as its last update left them (none: a new stack).
+        self.recorded_outputs = dict(recorded_outputs or {})
         self._lock = threading.Lock()
         self._droplets: dict[str, int] = {}
 
     def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
+        if args.token == READ_STACK_OUTPUTS:
+            return {"name": args.args["name"], "outputs": self.recorded_outputs,
+                    "secretOutputNames": []}, []
         raise NotImplementedError(f"the program called {args.token}, which these mocks do not know")
 
     def _droplet_number(self, name: str) -> int:
@@ -501,10 +509,10 @@ def run_component_program() -> dict[str, Any]:
 
 
 def _run_in_this_thread(run: ProgramRun, program: Callable[[], dict[str, Any]],
-                        tls: TlsMock | None) -> None:
+                        tls: TlsMock | None, recorded_outputs: Mapping[str, Any] | None) -> None:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    monitor = RecordingMonitor(ProgramMocks(tls), run.stack)
+    monitor = RecordingMonitor(ProgramMocks(tls, recorded_outputs), run.stack)
     run.registrations = monitor.registrations
     try:
         configure(_mock_settings(
@@ -552,14 +560,18 @@ def _run_in_this_thread(run: ProgramRun, program: Callable[[], dict[str, Any]],
 
 def run_program(config: Mapping[str, Any] | None = None, stack: str = DEFAULT_STACK, *,
                 base: bool = True, tls: TlsMock | None = None,
-                program: Callable[[], dict[str, Any]] = run_main_program) -> ProgramRun:
-    """Run the program once under mocks; raise ProgramError if anything in it fails."""
+                program: Callable[[], dict[str, Any]] = run_main_program,
+                recorded_outputs: Mapping[str, Any] | None = None) -> ProgramRun:
+    """Run the program once under mocks; raise ProgramError if anything in it fails.
+    `recorded_outputs`: the stack's outputs as its last update left them (default: a new
+    stack)."""
     run = ProgramRun(project=PROJECT, stack=stack, config=stack_config(config, base))
     failure: list[BaseException] = []
 
     def target() -> None:
         try:
-            contextvars.Context().run(_run_in_this_thread, run, program, tls)
+            contextvars.Context().run(_run_in_this_thread, run, program, tls,
+                                      recorded_outputs)
         except BaseException as error:  # re-raised in the caller's thread
             failure.append(error)
 
