@@ -176,8 +176,30 @@ def test_the_local_stack_with_an_events_cluster_brings_both_up_healthy_and_apart
 
         again = local.pulumi("preview", "--expect-no-changes", check=False)
         assert again.returncode == 0, again.stdout + again.stderr
+        check_membership_changes_refused(local)
 
         local.pulumi("destroy", "--yes", timeout=900)
         assert not [resource for resource in local.project.resources(STACK)
                     if resource.get("custom") and not resource["type"].startswith("pulumi:providers:")]
         assert not local.vms.exists() or not any(local.vms.iterdir()), sorted(local.vms.iterdir())
+
+
+def check_membership_changes_refused(local: Any) -> None:
+    """New member counts for the running clusters stop `pulumi up` before anything changes:
+    the program reads the members the last update recorded in the stack's outputs."""
+    before = local.project.resources(STACK)
+    local.pulumi("config", "set", "memberCount", "3")
+    local.pulumi("config", "set", "eventsMemberCount", "3")
+    refused = local.pulumi("up", "--yes", check=False)
+    shown = refused.stdout + refused.stderr
+    assert refused.returncode != 0, shown
+    for setting, cluster, prefix in (("memberCount", "e2e", "etcd"),
+                                     ("eventsMemberCount", "e2e-events", "etcd-events")):
+        assert (f"etcd-cluster:{setting} = 3: would add {prefix}-2, then {prefix}-3 in etcd "
+                f"cluster {cluster}, which runs with 1 member ({prefix}-1)") in shown, shown
+        assert f"`pulumi config set {setting} 1`" in shown, shown
+    assert local.project.resources(STACK) == before
+    local.pulumi("config", "set", "memberCount", "1")
+    local.pulumi("config", "set", "eventsMemberCount", "1")
+    again = local.pulumi("preview", "--expect-no-changes", check=False)
+    assert again.returncode == 0, again.stdout + again.stderr
