@@ -40,7 +40,7 @@ from components.pki import (
 from components.qemu import QemuMembers
 from components.rollout import MemberRollout, MemberRolloutArgs
 from components.virtualbox import VirtualBoxMembers
-from model import consumers, expiry, releases, rollout
+from model import consumers, expiry, membership, releases, rollout
 from model.cluster_spec import ClusterSpec
 from model.firewall import inbound_rules
 from model.topology import Member, Topology, build_topology
@@ -232,7 +232,8 @@ class EtcdCluster(pulumi.ComponentResource):
             "etcdctl_env": pulumi.Output.secret(pulumi.Output.all(
                 self.pki.client_ca.cert_pem, operator.cert_pem, operator.key_pem,
             ).apply(lambda pems: consumers.etcdctl_env(spec.name, endpoints, *pems))),
-            "members": [
+            # What the next run reads back as the running members (model/membership.py).
+            membership.MEMBERS_OUTPUT: [
                 {
                     "name": member.name,
                     "fqdn": member.fqdn,

@@ -28,7 +28,7 @@ def recorded_member_names(outputs: Mapping[str, Any], output_name: str) -> tuple
     members = outputs.get(output_name)
     if not isinstance(members, list) or not members:
         return None
-    names = tuple(member.get("name") for member in members if isinstance(member, dict))
+    names = [member.get("name") for member in members if isinstance(member, dict)]
     if not names or not all(isinstance(name, str) and name for name in names):
         return None
     return tuple(str(name) for name in names)
@@ -61,8 +61,8 @@ class MembershipChange:
             plan.append("remove " + ", then ".join(self.leaving))
         return (
             f"{setting_name(self.setting)} = {len(self.wanted)}: would {' and '.join(plan)} in "
-            f"etcd cluster "
-            f"{self.cluster}, which runs with {count} member{'s' if count != 1 else ''} "
+            f"etcd cluster {self.cluster}, which runs with {count} "
+            f"member{'s' if count != 1 else ''} "
             f"({', '.join(self.running)}): `pulumi up` does not change the membership of a "
             "running cluster yet (a new machine would boot as a founder of a second cluster "
             "that never forms; a deleted machine would still count towards quorum). Set it "
