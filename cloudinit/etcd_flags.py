@@ -4,6 +4,16 @@ Pure: no Pulumi imports. The flags go on the unit's command line rather than int
 variables or a config file: etcd refuses an unknown flag at start, while it only warns about an
 unknown variable and ignores an unknown config-file key, so a mistake here fails loudly.
 
+The one exception is the initial cluster (`initial_cluster_environment`): which members found
+the cluster, or which ones run when a member joins, is written to the member's initial-cluster
+file (the unit's EnvironmentFile=) as ETCD_INITIAL_CLUSTER and ETCD_INITIAL_CLUSTER_STATE. etcd
+reads it only at a member's first start, and it is the only part of the command line that
+depends on the membership: with it out of the unit, adding or removing a member changes no
+running member's unit, so no membership change restarts the other members. A member founding
+the cluster gets the file from its user-data; a joining member's is written by
+`etcd-member-join` once the cluster has added it as a learner (until then the unit's
+conditions keep etcd from starting at all).
+
 What differs between lines (each checked in the tests against the real binary's help for 3.4
 and 3.5, and against a flag list read from etcd's source for 3.6 and 3.7):
 - 3.4 logs with capnslog unless `--logger=zap`, and has `--pre-vote` off by default.
@@ -26,6 +36,13 @@ class EtcdPaths:
     pki_dir: str = "/etc/etcd/pki"
     data_dir: str = "/var/lib/etcd/data"
     binary: str = "/usr/local/bin/etcd"
+    # ETCD_INITIAL_CLUSTER and ETCD_INITIAL_CLUSTER_STATE (the unit's EnvironmentFile=).
+    initial_cluster_file: str = "/etc/etcd/initial-cluster.env"
+
+    @property
+    def member_dir(self) -> str:
+        """What etcd creates in the data dir at a member's first start (its WAL and snapshots)."""
+        return f"{self.data_dir}/member"
 
     @property
     def client_ca(self) -> str:
@@ -85,9 +102,8 @@ def etcd_flags(
         "listen-peer-urls": f"https://0.0.0.0:{PEER_PORT}",
         "initial-advertise-peer-urls": member.peer_url,
         "listen-metrics-urls": f"http://0.0.0.0:{METRICS_PORT}",
-        "initial-cluster": topology.initial_cluster,
+        # The token is the cluster's for its whole life; the initial members are not (above).
         "initial-cluster-token": topology.cluster_token,
-        "initial-cluster-state": "new",
         # Client port: server cert, clients must present a cert from the client CA.
         "cert-file": paths.server_cert,
         "key-file": paths.server_key,
@@ -110,6 +126,30 @@ def etcd_flags(
     }
     flags.update(_integrity_checks(line))
     return [f"--{name}={value}" for name, value in flags.items()]
+
+
+# The initial cluster's flags, set through the initial-cluster file as etcd's ETCD_* variables.
+INITIAL_CLUSTER_FLAGS = ("initial-cluster", "initial-cluster-state")
+
+
+def environment_variable(flag: str) -> str:
+    """The variable etcd reads a flag from (`initial-cluster` -> ETCD_INITIAL_CLUSTER)."""
+    return "ETCD_" + flag.upper().replace("-", "_")
+
+
+def initial_cluster_environment(topology: Topology) -> str:
+    """A founding member's initial-cluster file: every founding member's name=peer URL, and
+    state `new`. `etcd-member-join` writes the same two variables (state `existing`) for a
+    member that joins later."""
+    values = {"initial-cluster": topology.initial_cluster, "initial-cluster-state": "new"}
+    lines = ["# Read by etcd at this member's first start only (etcd.service EnvironmentFile=)."]
+    for flag in INITIAL_CLUSTER_FLAGS:
+        value = values[flag]
+        # systemd would strip quotes and join continued lines: refuse what needs either.
+        if any(char in value for char in " \t\n\"'\\$"):
+            raise ValueError(f"{flag} needs quoting in an EnvironmentFile: {value!r}")
+        lines.append(f"{environment_variable(flag)}={value}")
+    return "\n".join(lines) + "\n"
 
 
 def _integrity_checks(line: str) -> dict[str, str]:

@@ -46,15 +46,21 @@ def etcd_unit(
     cluster_name: str,
     paths: EtcdPaths,
     flags: Sequence[str],
-    peer_fqdns: Sequence[str],
 ) -> str:
+    """The member's etcd.service. Nothing in it depends on the cluster's membership (the
+    initial cluster is in its EnvironmentFile=), so a member added or removed restarts no
+    other member."""
     service: list[tuple[str, str]] = [
         # etcd tells systemd it is ready once it has joined a cluster with quorum.
         ("Type", "notify"),
         ("User", "etcd"),
         ("Group", "etcd"),
         ("Environment", f"ETCD_WAIT_FOR_PEERS_TIMEOUT={timeouts.PEER_NAMES_TIMEOUT_SECONDS}"),
-        ("ExecStartPre", " ".join([f"{SBIN}/etcd-wait-for-peers", paths.data_dir, *peer_fqdns])),
+        # The initial cluster, read at the first start only (cloudinit/etcd_flags.py); a
+        # member with data needs no file.
+        ("EnvironmentFile", f"-{paths.initial_cluster_file}"),
+        # Its peers are the initial cluster's (the EnvironmentFile=).
+        ("ExecStartPre", " ".join([f"{SBIN}/etcd-wait-for-peers", paths.data_dir])),
         ("ExecStart", etcd_exec_start(paths, flags)),
         ("Restart", "on-failure"),
         ("RestartSec", "5s"),
@@ -94,6 +100,11 @@ def etcd_unit(
             ("After", "network-online.target"),
             # Never start on the root disk: without its volume a member would look empty.
             ("RequiresMountsFor", DATA_MOUNTPOINT),
+            # Start only with data, or told which cluster to found or join: a joining member's
+            # machine boots before the cluster has added it, and an etcd started then would
+            # found a cluster of its own. (`|`: either condition is enough.)
+            ("ConditionPathExists", f"|{paths.member_dir}"),
+            ("ConditionPathExists", f"|{paths.initial_cluster_file}"),
         ]),
         ("Service", service),
         ("Install", [("WantedBy", "multi-user.target")]),

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from cloudinit import seed, timeouts, unit
-from cloudinit.etcd_flags import DEFAULT_PATHS, EtcdPaths, etcd_flags
+from cloudinit.etcd_flags import DEFAULT_PATHS, EtcdPaths, etcd_flags, initial_cluster_environment
 from model import consumers, rollout
 from model.cluster_spec import EtcdRelease
 from model.settings import Backend, EtcdTuning
@@ -85,6 +85,9 @@ class MemberUserData:
     # The deploy key's public half (OpenSSH format): day-2 rollouts log in as the rollout user
     # with it. None: no rollout user (rolloutVia none).
     rollout_public_key: str | None = None
+    # False for a member that joins a running cluster: no initial-cluster file, so its etcd
+    # stays down until `etcd-member-join` has the cluster add it and writes the file.
+    founding: bool = True
 
 
 def _script(name: str) -> str:
@@ -140,8 +143,7 @@ def etcd_service_unit(member: Member, topology: Topology, etcd_line: str, tuning
     """The member's etcd.service: what its user-data writes at first boot, and what a
     configuration rollout installs on a running member (so the two can never differ)."""
     return unit.etcd_unit(member.name, topology.cluster_name, paths,
-                          etcd_flags(etcd_line, member, topology, tuning, paths),
-                          [peer.fqdn for peer in topology.members])
+                          etcd_flags(etcd_line, member, topology, tuning, paths))
 
 
 def first_boot_only(install_packages: bool = True,
@@ -185,6 +187,9 @@ def cloud_config(spec: MemberUserData) -> dict[str, Any]:
         _file(paths.healthcheck_key, pki.healthcheck_key_pem, "0600"),
         _file("/etc/etcd/etcdctl.env", _etcdctl_env(paths), "0600"),
     ]
+    if spec.founding:
+        write_files.append(_file(paths.initial_cluster_file,
+                                 initial_cluster_environment(spec.topology), "0644"))
     if spec.static_hosts:
         write_files.append(_file("/etc/hosts", _hosts(spec.static_hosts), "0644"))
     document: dict[str, Any] = {
@@ -224,7 +229,8 @@ def cloud_config(spec: MemberUserData) -> dict[str, Any]:
              unit.DATA_MOUNTPOINT, paths.data_dir, str(timeouts.DATA_DEVICE_TIMEOUT_SECONDS)],
             ["systemctl", "enable", "etcd.service"],
             # etcd reports ready only once a quorum has formed: starting it without --no-block
-            # would hold cloud-init until the other members boot.
+            # would hold cloud-init until the other members boot. On a joining member the
+            # unit's conditions skip the start (no data, no initial-cluster file yet).
             ["systemctl", "start", "--no-block", "etcd.service"],
         ],
     }

@@ -10,6 +10,7 @@ tests/data/etcd_flags_3.7.txt), which hold where no built binary is.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -19,7 +20,14 @@ import pytest
 import realcheck
 from realcheck import LINES, MEMBER_COUNTS, flag_names, flag_values, topology_for
 
-from cloudinit.etcd_flags import DEFAULT_PATHS, EtcdPaths, etcd_flags
+from cloudinit.etcd_flags import (
+    DEFAULT_PATHS,
+    INITIAL_CLUSTER_FLAGS,
+    EtcdPaths,
+    environment_variable,
+    etcd_flags,
+    initial_cluster_environment,
+)
 from model.topology import CLIENT_PORT, METRICS_PORT, PEER_PORT
 
 REAL_LINES = ("3.4", "3.5", "3.6", "3.7")
@@ -74,9 +82,26 @@ def test_every_generated_flag_is_listed_in_the_real_etcd_help(line: str, members
         assert not unknown, f"etcd {line} ({binary}) --help does not list: {unknown}"
 
 
+def initial_cluster_variables(line: str, members: int) -> dict[str, str]:
+    """The founding members' initial-cluster file as the variables systemd passes to etcd."""
+    _settings, topology = topology_for(line, members)
+    text = initial_cluster_environment(topology)
+    return dict(entry.split("=", 1) for entry in text.splitlines() if not entry.startswith("#"))
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("line", REAL_LINES)
+def test_the_initial_cluster_variables_are_flags_the_real_etcd_reads(line: str) -> None:
+    known = help_flags(realcheck.etcd_binary(line))
+    assert set(INITIAL_CLUSTER_FLAGS) <= known
+    assert set(initial_cluster_variables(line, 3)) == {
+        environment_variable(flag) for flag in INITIAL_CLUSTER_FLAGS}
+
+
 def _start_member(line: str, members: int, tmp_path: Path,
                   extra_flags: list[str]) -> tuple[Path, list[str], Path]:
-    """What starting member 1 for real needs: (binary, its generated flags + extra, hosts file)."""
+    """What starting member 1 for real needs: (binary, its generated flags + extra, hosts file);
+    it starts with `initial_cluster_variables` in its environment, as its unit gives them."""
     binary = realcheck.etcd_binary(line)
     realcheck.require_tool("curl", "curl")
     settings, topology = topology_for(line, members)
@@ -118,9 +143,11 @@ def _curl(ns: str, url: str) -> tuple[str, str]:
 def test_real_etcd_starts_with_the_generated_flags(line: str, members: int, tmp_path: Path) -> None:
     binary, flags, hosts = _start_member(line, members, tmp_path, [])
     log_path = tmp_path / "etcd.log"
+    variables = initial_cluster_variables(line, members)
     with realcheck.netns() as ns, log_path.open("w") as log:
         process = subprocess.Popen(realcheck.in_netns(ns, [str(binary), *flags], hosts),
-                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   env={**os.environ, **variables})
         try:
             metrics_url = f"http://127.0.0.1:{METRICS_PORT}/metrics"
             realcheck.wait_for(
@@ -150,6 +177,8 @@ def test_real_etcd_starts_with_the_generated_flags(line: str, members: int, tmp_
     assert campaigned, f"etcd {line} never started an election:\n{output[-3000:]}"
     assert metrics_up, f"etcd {line} never served metrics on :{METRICS_PORT}:\n{output[-3000:]}"
     assert "starting an etcd server" in output
+    # The founding members came from the initial-cluster variables, not from etcd's default.
+    assert variables["ETCD_INITIAL_CLUSTER"] in output, output[-3000:]
     if healthy is not None:
         assert healthy[0] == "200" and '"health":"true"' in healthy[1], (
             f"one-member etcd {line} never became healthy: {healthy}\n{output[-3000:]}"
@@ -169,7 +198,8 @@ def test_real_etcd_exits_at_once_on_a_bad_flag_so_the_start_check_can_fail(
     binary, flags, hosts = _start_member(line, 3, tmp_path, [bad_flag])
     with realcheck.netns() as ns:
         process = subprocess.Popen(realcheck.in_netns(ns, [str(binary), *flags], hosts),
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                   env={**os.environ, **initial_cluster_variables(line, 3)})
         try:
             output, _ = process.communicate(timeout=20)
         finally:
@@ -249,18 +279,29 @@ def test_metrics_are_served_on_their_own_listener(line: str) -> None:
 @pytest.mark.parametrize("members", MEMBER_COUNTS)
 @pytest.mark.parametrize("line", LINES)
 def test_initial_cluster_names_every_member_by_fqdn(line: str, members: int) -> None:
-    _settings, topology = topology_for(line, members)
     expected = {f"etcd-{i}": f"https://etcd-{i}.dev.{realcheck.ZONE}:{PEER_PORT}"
                 for i in range(1, members + 1)}
+    variables = initial_cluster_variables(line, members)
+    pairs = [entry.split("=", 1) for entry in variables["ETCD_INITIAL_CLUSTER"].split(",")]
+    assert dict(pairs) == expected and len(pairs) == members
+    assert variables["ETCD_INITIAL_CLUSTER_STATE"] == "new"
+    assert not re.search(r"//\d+\.\d+\.\d+\.\d+", variables["ETCD_INITIAL_CLUSTER"])
+    _settings, topology = topology_for(line, members)
     for member, flags in zip(topology.members, all_members_flags(line, members), strict=True):
         values = flag_values(flags)
-        pairs = [entry.split("=", 1) for entry in values["initial-cluster"].split(",")]
-        assert dict(pairs) == expected and len(pairs) == members
         assert values["name"] == member.name
         assert values["initial-advertise-peer-urls"] == expected[member.name]
         assert values["advertise-client-urls"] == f"https://{member.fqdn}:{CLIENT_PORT}"
-        assert values["initial-cluster-state"] == "new"
-        assert not re.search(r"//\d+\.\d+\.\d+\.\d+", values["initial-cluster"])
+
+
+@pytest.mark.parametrize("members", MEMBER_COUNTS)
+@pytest.mark.parametrize("line", LINES)
+def test_no_member_flag_depends_on_the_membership_so_a_grow_restarts_no_running_member(
+        line: str, members: int) -> None:
+    # Every flag of etcd-1 is the same whatever the member count: the initial cluster is in the
+    # initial-cluster file, read at the first start only.
+    assert generated(line, members) == generated(line, 1)
+    assert not set(INITIAL_CLUSTER_FLAGS) & set(flag_names(generated(line, members)))
 
 
 def _token(stack: str, **extra: Any) -> str:

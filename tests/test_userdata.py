@@ -7,6 +7,7 @@ ECDSA and an RSA key algorithm; `cloud-init schema` runs as a subprocess of the 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -38,6 +39,7 @@ from model.settings import Backend, EtcdTuning
 
 ALGORITHMS = ("ecdsa-p256", "rsa-4096")
 ETCD_UNIT = "/etc/systemd/system/etcd.service"
+INITIAL_CLUSTER_FILE = "/etc/etcd/initial-cluster.env"
 GUARD_UNIT = "/etc/systemd/system/etcd-metadata-guard.service"
 
 
@@ -263,6 +265,39 @@ def test_etcd_unit_is_notify_restarts_raises_nofile_and_requires_its_mount(line:
         assert entries["Install"]["WantedBy"] == ["multi-user.target"]
 
 
+@MATRIX
+def test_etcd_starts_only_with_data_or_an_initial_cluster_file_so_a_joiner_never_founds_a_cluster(
+        line: str, members: int) -> None:
+    for _spec, document in documents(line, members):
+        entries = unit_entries(files_by_path(document)[ETCD_UNIT]["content"])
+        # `|`: either is enough; neither (a joining machine before the join) skips the start.
+        assert entries["Unit"]["ConditionPathExists"] == [
+            "|/var/lib/etcd/data/member", f"|{INITIAL_CLUSTER_FILE}"]
+        # Optional: a member with data needs no file.
+        assert entries["Service"]["EnvironmentFile"] == [f"-{INITIAL_CLUSTER_FILE}"]
+
+
+def test_a_joining_members_user_data_has_no_initial_cluster_file_and_is_otherwise_a_founders(
+) -> None:
+    founder = specs("3.6", 3)[2]
+    joiner = dataclasses.replace(founder, founding=False)
+    founder_files = files_by_path(cloud_config(founder))
+    joiner_files = files_by_path(cloud_config(joiner))
+    assert INITIAL_CLUSTER_FILE in founder_files and INITIAL_CLUSTER_FILE not in joiner_files
+    assert founder_files[INITIAL_CLUSTER_FILE]["permissions"] == "0644"
+    del founder_files[INITIAL_CLUSTER_FILE]
+    assert joiner_files == founder_files
+    assert cloud_config(joiner)["runcmd"] == cloud_config(founder)["runcmd"]
+
+
+@pytest.mark.real
+def test_a_joining_members_user_data_passes_cloud_init_schema(tmp_path: Path) -> None:
+    path = tmp_path / "joiner.yaml"
+    path.write_text(render_user_data(dataclasses.replace(specs("3.6", 3)[2], founding=False)))
+    result = realcheck.cloud_init_schema(path)
+    assert result.returncode == 0 and "Valid cloud-config" in result.stdout + result.stderr, result
+
+
 # What etcd-1 of the 3-member `dev` cluster runs, written out (README: flags per version line).
 COMMON_FLAGS = [
     "--name=etcd-1", "--data-dir=/var/lib/etcd/data",
@@ -271,9 +306,7 @@ COMMON_FLAGS = [
     "--listen-peer-urls=https://0.0.0.0:2380",
     "--initial-advertise-peer-urls=https://etcd-1.dev.example.com:2380",
     "--listen-metrics-urls=http://0.0.0.0:2381",
-    "--initial-cluster=etcd-1=https://etcd-1.dev.example.com:2380,"
-    "etcd-2=https://etcd-2.dev.example.com:2380,etcd-3=https://etcd-3.dev.example.com:2380",
-    "--initial-cluster-token=etcd-cluster.dev.dev", "--initial-cluster-state=new",
+    "--initial-cluster-token=etcd-cluster.dev.dev",
     "--cert-file=/etc/etcd/pki/server.crt", "--key-file=/etc/etcd/pki/server.key",
     "--trusted-ca-file=/etc/etcd/pki/ca.crt", "--client-cert-auth=true",
     "--peer-cert-file=/etc/etcd/pki/peer.crt", "--peer-key-file=/etc/etcd/pki/peer.key",
@@ -304,7 +337,8 @@ def test_exec_start_is_the_binary_and_the_flags_of_its_line(line: str) -> None:
 
 
 @MATRIX
-def test_exec_start_names_the_member_and_every_peer(line: str, members: int) -> None:
+def test_exec_start_names_the_member_and_the_initial_cluster_file_every_founding_peer(
+        line: str, members: int) -> None:
     names = [f"etcd-{index}" for index in range(1, members + 1)]
     initial_cluster = ",".join(f"{name}=https://{name}.dev.example.com:2380" for name in names)
     for spec, document in documents(line, members):
@@ -314,14 +348,17 @@ def test_exec_start_names_the_member_and_every_peer(line: str, members: int) -> 
         name = spec.member.name
         assert argv[0] == "/usr/local/bin/etcd"
         assert f"--name={name}" in argv
-        assert f"--initial-cluster={initial_cluster}" in argv
+        # The founding members are in the initial-cluster file the unit reads, not its flags.
+        assert not [arg for arg in argv if arg.startswith("--initial-cluster=")]
+        assert files_by_path(document)[INITIAL_CLUSTER_FILE]["content"].splitlines()[1:] == [
+            f"ETCD_INITIAL_CLUSTER={initial_cluster}", "ETCD_INITIAL_CLUSTER_STATE=new"]
         assert f"--advertise-client-urls=https://{name}.dev.example.com:2379" in argv
         assert f"--initial-advertise-peer-urls=https://{name}.dev.example.com:2380" in argv
         assert argv[-2:] == LINE_FLAGS[line]
         assert len(argv) == 1 + len(COMMON_FLAGS) + len(LINE_FLAGS[line])
         wait = shlex.split(service["ExecStartPre"][0])
-        assert wait == ["/usr/local/sbin/etcd-wait-for-peers", "/var/lib/etcd/data",
-                        *(f"{peer}.dev.example.com" for peer in names)]
+        # The peers it waits for are the initial cluster's (the EnvironmentFile=).
+        assert wait == ["/usr/local/sbin/etcd-wait-for-peers", "/var/lib/etcd/data"]
 
 
 DIGITALOCEAN_LIMIT = 64 * 1024

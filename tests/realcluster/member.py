@@ -12,9 +12,12 @@ nothing else changed, as User=/Group= (setpriv), with LimitNOFILE= (prlimit),
 IOSchedulingClass=/Priority= (ionice), UMask=, NoNewPrivileges= and an empty
 CapabilityBoundingSet=, in the environment systemd gives a service (PATH, USER, LOGNAME, HOME,
 SHELL, and NOTIFY_SOCKET for the main process of a Type=notify unit: the member's READY=1 is
-received as systemd would receive it). Working directory /. Not emulated: the filesystem
-sandboxing (ProtectSystem= and friends) and Restart= (a killed member stays down, like a
-crashed machine).
+received as systemd would receive it), plus the variables of its EnvironmentFile= (read at
+each start, `-` for a file that may be missing). Its ConditionPathExists= are checked at each
+start as systemd checks them (`|`: at least one of those must hold): when they do not hold,
+the start does nothing, as `systemctl start` of such a unit does. Working directory /. Not
+emulated: Environment= (the member-side scripts' defaults apply), the filesystem sandboxing
+(ProtectSystem= and friends) and Restart= (a killed member stays down, like a crashed machine).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from realcluster.tools import EtcdRelease, tools
 from realcluster.unitfile import (
     SYSTEMD_PATH,
     Service,
+    environment_file,
     parse_unit,
     paths_in,
     prefix_remapper,
@@ -158,6 +162,7 @@ class EtcdMember:
         self.process: subprocess.Popen[bytes] | None = None
         self.started_at: float | None = None
         self.starts = 0
+        self.skipped_starts = 0
         self._token: int | None = None
         self._notify: NotifySocket | None = None
         self._notify_token: int | None = None
@@ -275,10 +280,47 @@ class EtcdMember:
             "LOGNAME": self.service_as_written.user,
             "HOME": self.home,
             "SHELL": self.shell,
+            **self.environment_file_variables(),
         }
         if main and self.service.type == "notify":
             env["NOTIFY_SOCKET"] = str(self.notify_path)
         return env
+
+    def _machine_path(self, path: str) -> Path:
+        """A path the unit names, in the member's root (refused outside what is remapped)."""
+        moved = self.remap(path)
+        if moved == path:
+            raise ValueError(f"{self.name}: the unit names {path}, which the harness does not "
+                             "remap (it would be the host's own file)")
+        return Path(moved)
+
+    def environment_file_variables(self) -> dict[str, str]:
+        """The unit's EnvironmentFile= variables, read now (as systemd reads them at a start)."""
+        variables: dict[str, str] = {}
+        for value in parse_unit(self.unit_text).values("Service", "EnvironmentFile"):
+            optional = value.startswith("-")
+            target = self._machine_path(value.removeprefix("-"))
+            if optional and not target.exists():
+                continue
+            variables.update(environment_file(target.read_text()))
+        return variables
+
+    def unmet_conditions(self) -> str | None:
+        """Why systemd would skip starting the unit now (its ConditionPathExists=), or None."""
+        plain, triggering = [], []
+        for value in parse_unit(self.unit_text).values("Unit", "ConditionPathExists"):
+            if value.startswith("!") or value.startswith("|!"):
+                raise ValueError(f"{self.name}: negated conditions are not emulated: {value}")
+            trigger = value.startswith("|")
+            path = value.removeprefix("|")
+            (triggering if trigger else plain).append((path, self._machine_path(path).exists()))
+        missing = [path for path, exists in plain if not exists]
+        if missing:
+            return f"ConditionPathExists={missing[0]} does not hold"
+        if triggering and not any(exists for _, exists in triggering):
+            return ("none of ConditionPathExists=|" +
+                    ", |".join(path for path, _ in triggering) + " holds")
+        return None
 
     def argv(self, command: Sequence[str]) -> list[str]:
         """`command` as systemd runs it for this unit, inside the member's namespace."""
@@ -307,10 +349,16 @@ class EtcdMember:
             log.write(f"\n=== {time.strftime('%H:%M:%S')} {message}\n")
 
     def start(self, pre_timeout: float = 120.0) -> None:
-        """ExecStartPre= (to completion), then ExecStart= (in the background)."""
+        """ExecStartPre= (to completion), then ExecStart= (in the background); nothing when the
+        unit's conditions do not hold (as systemd skips such a start)."""
         if self.running:
             raise StartError(f"{self.name} is already running")
         assert self._notify is not None, "install() first"
+        unmet = self.unmet_conditions()
+        if unmet is not None:
+            self._log(f"start skipped: {unmet}")
+            self.skipped_starts += 1
+            return
         self.starts += 1
         self._notify.reset()
         for pre in self.service.exec_start_pre:

@@ -3,20 +3,15 @@ run as the program will run them, with what systemd does for a joining member pl
 
 The cluster (`Site`): the program rendered for 5 members (so every member's certificates, DNS
 record and namespace exist, all signed by one run's CAs), of which the first 3 are the founding
-cluster and the others machines that booted but whose etcd was never started (cloud-init on a
-joining member writes the unit and certificates, it does not start etcd). Test-side rendering,
-kept to two edits of the program's own units:
-- founding members: `--initial-cluster` lists the 3 founders only (what the program renders for
-  memberCount 3; the token and everything else are the same);
-- joining members (`joiner_unit`): no `--initial-cluster`/`--initial-cluster-state` flags, and
-  `EnvironmentFile=/etc/etcd/initial-cluster.env` in [Service], which is where
-  etcd-member-join puts ETCD_INITIAL_CLUSTER and ETCD_INITIAL_CLUSTER_STATE=existing (etcd reads
-  them from its environment; a flag would shadow them). A member that is replaced (leaves, then
-  joins again on a new machine) gets this unit too.
+cluster and the others machines that booted but whose etcd never started. The program's units
+are used as they are (a member's unit does not depend on the membership); the test edits only
+the initial-cluster files (`found_with`): the founders' list the 3 founders (what the program
+writes for memberCount 3), and the others have none (what a joining member's user-data writes),
+so their units' conditions keep etcd down until `etcd-member-join` writes the file.
 `Systemd` plays `systemctl start --no-block etcd` (a request file; the command returns at once,
-a thread here starts the member: EnvironmentFile= is read at each start as systemd does and
-given to ExecStart= through `env VAR=value ...`, the only change to what the unit runs) and
-`systemctl stop etcd` (waits until the member has stopped). `MembershipScripts` runs the two
+a thread here starts the member as realcluster/member.py does: conditions checked and
+EnvironmentFile= read at each start) and `systemctl stop etcd` (waits until the member has
+stopped). `MembershipScripts` runs the two
 scripts as root in a member's namespace with its paths moved into the member root (realcluster/
 rollout.py `MemberScripts`); a joining member's etcdctl.env lists the stack's endpoints (all
 5 members, started or not), as the joiner must reach the cluster through others than itself.
@@ -26,25 +21,23 @@ its namespace: a learner that can never catch up.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shlex
-import shutil
 import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from cloudinit.etcd_flags import DEFAULT_PATHS
 from realcluster.harness import PEER_PORT, Cluster, Result, run
 from realcluster.member import EtcdMember
-from realcluster.reconfigure import with_flag
 from realcluster.rollout import GATE, SCRIPTS_DIR, MemberScripts
 from realcluster.tools import nft
-from realcluster.unitfile import parse_unit, service_of
+from realcluster.unitfile import environment_file, parse_unit, service_of
 
 JOIN = SCRIPTS_DIR / "etcd-member-join"
 LEAVE = SCRIPTS_DIR / "etcd-member-leave"
-INITIAL_CLUSTER_FILE = "/etc/etcd/initial-cluster.env"
+INITIAL_CLUSTER_FILE = DEFAULT_PATHS.initial_cluster_file
 LEFT_FILE = "/etc/etcd/left-cluster.env"
 FOUNDERS = 3
 
@@ -57,36 +50,18 @@ def exec_start_flag(unit: str, flag: str) -> str | None:
     return None
 
 
-def founder_unit(unit: str, founders: list[str]) -> str:
-    """The unit with --initial-cluster listing only `founders`' name=peerURL entries."""
-    initial = exec_start_flag(unit, "initial-cluster")
-    assert initial is not None, unit
-    kept = [entry for entry in initial.split(",") if entry.split("=", 1)[0] in founders]
-    return with_flag(unit, "initial-cluster", ",".join(kept))
-
-
-def joiner_unit(unit: str) -> str:
-    """The unit of a joining member: the initial cluster from the EnvironmentFile, not flags."""
-    unit = with_flag(with_flag(unit, "initial-cluster", None), "initial-cluster-state", None)
-    lines = []
-    for line in unit.splitlines():
-        lines.append(line)
-        if line == "[Service]":
-            lines.append(f"EnvironmentFile={INITIAL_CLUSTER_FILE}")
-    return "\n".join(lines) + "\n"
-
-
-def environment_file(text: str) -> dict[str, str]:
-    """KEY=VALUE lines as systemd reads an EnvironmentFile= (comments and blanks skipped; the
-    files here have no quotes)."""
-    found = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        key, _, value = line.partition("=")
-        found[key.strip()] = value.strip()
-    return found
+def found_with(member: EtcdMember, founders: list[str]) -> None:
+    """The member's initial-cluster file as the program writes it when `founders` found the
+    cluster: listing only them on a founder, none on a member that joins later."""
+    path = member.path(INITIAL_CLUSTER_FILE)
+    if member.name not in founders:
+        path.unlink()
+        return
+    text = path.read_text()
+    listed = environment_file(text)["ETCD_INITIAL_CLUSTER"]
+    kept = [entry for entry in listed.split(",") if entry.split("=", 1)[0] in founders]
+    path.write_text(text.replace(f"ETCD_INITIAL_CLUSTER={listed}\n",
+                                 f"ETCD_INITIAL_CLUSTER={','.join(kept)}\n"))
 
 
 def use_unit(member: EtcdMember, unit: str) -> None:
@@ -136,25 +111,12 @@ class Systemd:
             time.sleep(0.1)
 
     def start(self, member: EtcdMember) -> None:
-        """Start the member unless it runs, with its unit's EnvironmentFile= read now."""
+        """Start the member unless it runs (or its unit's conditions do not hold)."""
         if member.running:
             return
-        unit = parse_unit(member.unit_text)
-        service = service_of(unit).remapped(member.remap)
-        variables: dict[str, str] = {}
-        for path in unit.values("Service", "EnvironmentFile"):
-            optional = path.startswith("-")
-            target = member.path(path.lstrip("-"))
-            if not target.exists() and optional:
-                continue
-            variables.update(environment_file(target.read_text()))
-        if variables:
-            env = shutil.which("env") or "/usr/bin/env"
-            service = dataclasses.replace(service, exec_start=(
-                env, *(f"{key}={value}" for key, value in variables.items()), *service.exec_start))
-        member.service = service
         member.start()
-        self.starts.append((member.name, time.monotonic()))
+        if member.running:
+            self.starts.append((member.name, time.monotonic()))
 
     def close(self) -> None:
         self._stop.set()

@@ -46,6 +46,21 @@ def parse_unit(text: str) -> Unit:
     return Unit(sections)
 
 
+def environment_file(text: str) -> dict[str, str]:
+    """KEY=VALUE lines as systemd reads an EnvironmentFile= (comments and blanks skipped); the
+    quoting and continuation rules systemd also has are refused, not guessed at."""
+    found = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        key, equals, value = line.partition("=")
+        if not equals or any(char in line for char in "\"'\\"):
+            raise ValueError(f"environment file line {number} is not a plain KEY=value: {raw!r}")
+        found[key.strip()] = value.strip()
+    return found
+
+
 def command_line(value: str) -> list[str]:
     """Split an Exec*= value into argv; refuse what systemd would treat specially."""
     if value[:1] in "-@:+!":
