@@ -43,7 +43,6 @@ from realcluster.membership import (
     MembershipScripts,
     Systemd,
     block_peers,
-    environment_file,
     exec_start_flag,
     found_with,
     members,
@@ -52,6 +51,7 @@ from realcluster.membership import (
 from realcluster.pytest_support import report
 from realcluster.reconfigure import with_flag
 from realcluster.tools import Unavailable, etcd_release, require_namespaces, tools
+from realcluster.unitfile import environment_file
 from realcluster.writer import Writer
 
 pytestmark = pytest.mark.real

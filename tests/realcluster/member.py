@@ -307,7 +307,8 @@ class EtcdMember:
 
     def unmet_conditions(self) -> str | None:
         """Why systemd would skip starting the unit now (its ConditionPathExists=), or None."""
-        plain, triggering = [], []
+        plain: list[tuple[str, bool]] = []
+        triggering: list[tuple[str, bool]] = []
         for value in parse_unit(self.unit_text).values("Unit", "ConditionPathExists"):
             if value.startswith("!") or value.startswith("|!"):
                 raise ValueError(f"{self.name}: negated conditions are not emulated: {value}")
