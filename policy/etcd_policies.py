@@ -61,6 +61,9 @@ CLOSED_PORTS = {CLIENT_PORT: "client", PEER_PORT: "peer", METRICS_PORT: "metrics
 # REBUILD_PROPERTIES ignores), as the engine names them.
 REBUILD_PROPERTIES = ("userData", "image", "sshKeys")
 
+# The unit's one EnvironmentFile= (cloudinit/etcd_flags.py): the initial cluster, nothing else.
+INITIAL_CLUSTER_FILE = "/etc/etcd/initial-cluster.env"
+INITIAL_CLUSTER_VARIABLES = frozenset({"ETCD_INITIAL_CLUSTER", "ETCD_INITIAL_CLUSTER_STATE"})
 ETCD_UNIT_PATH = "/etc/systemd/system/etcd.service"
 # etcd flags parse booleans with Go's strconv.ParseBool.
 GO_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
@@ -249,15 +252,20 @@ def _file_content(entry: Mapping[str, Any]) -> str:
     return data.decode()
 
 
-def etcd_unit(user_data: str) -> str | None:
-    """The etcd.service unit a cloud-config user-data writes, or None."""
+def written_file(user_data: str, path: str) -> str | None:
+    """The content of the file at `path` a cloud-config user-data writes, or None."""
     document = yaml.safe_load(user_data)
     if not isinstance(document, dict):
         return None
     for entry in document.get("write_files") or []:
-        if isinstance(entry, dict) and entry.get("path") == ETCD_UNIT_PATH:
+        if isinstance(entry, dict) and entry.get("path") == path:
             return _file_content(entry)
     return None
+
+
+def etcd_unit(user_data: str) -> str | None:
+    """The etcd.service unit a cloud-config user-data writes, or None."""
+    return written_file(user_data, ETCD_UNIT_PATH)
 
 
 def _unit_values(unit: str, key: str) -> list[str]:
@@ -324,9 +332,27 @@ def mutual_tls_problems(user_data: str) -> list[str]:
             variable, _, value = assignment.partition("=")
             if variable in ("ETCD_AUTO_TLS", "ETCD_PEER_AUTO_TLS") and value not in GO_FALSE:
                 problems.append(f"Environment={assignment} turns auto-TLS on")
-    if _unit_values(unit, "EnvironmentFile"):
-        problems.append("EnvironmentFile= is set: variables the policy cannot read could turn "
-                        "auto-TLS on (ETCD_AUTO_TLS)")
+    for environment_file in _unit_values(unit, "EnvironmentFile"):
+        if environment_file.removeprefix("-") != INITIAL_CLUSTER_FILE:
+            problems.append(f"EnvironmentFile={environment_file} is set: variables the policy "
+                            "cannot read could turn auto-TLS on (ETCD_AUTO_TLS); only "
+                            f"{INITIAL_CLUSTER_FILE} (the initial cluster) may be")
+    problems += _initial_cluster_file_problems(written_file(user_data, INITIAL_CLUSTER_FILE))
+    return problems
+
+
+def _initial_cluster_file_problems(content: str | None) -> list[str]:
+    """The initial-cluster file (the user-data's, or none: a joining member's is written by
+    etcd-member-join with the same two variables) may set only the initial cluster."""
+    problems = []
+    for line in (content or "").splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        variable = line.partition("=")[0].strip()
+        if variable not in INITIAL_CLUSTER_VARIABLES:
+            problems.append(f"{INITIAL_CLUSTER_FILE} sets {variable}, not only "
+                            f"{' and '.join(sorted(INITIAL_CLUSTER_VARIABLES))}")
     return problems
 
 

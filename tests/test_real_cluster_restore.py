@@ -5,9 +5,9 @@ operator's `etcdctl_env` sourced, `snapshot save` from one endpoint); more write
 every member is lost. A fresh cluster with the same names (the same program output, new
 machines: empty data directories made as `etcd-prepare-data` makes them) gets the README's
 `<!-- restore-procedure -->` block, extracted from README.md and run unchanged as root on each
-member (3.4: `etcdutl` -> `etcdctl`, as the README says), with UNIT pointing at that member's
-unit (paths moved into the member's root), SNAPSHOT, and ETCD_USER/ETCD_GROUP the uid/gid the
-members run as. Then the members start from their units and the snapshot's data must be back.
+member (3.4: `etcdutl` -> `etcdctl`, as the README says), with UNIT and INITIAL_CLUSTER_FILE
+pointing at that member's unit and initial-cluster file (paths moved into the member's root),
+SNAPSHOT, and ETCD_USER/ETCD_GROUP the uid/gid the members run as. Then the members start from their units and the snapshot's data must be back.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ def test_readme_restore_procedure_brings_a_lost_cluster_back_from_a_snapshot(
             "PATH": f"{member.path('/usr/local/bin')}:{SYSTEMD_PATH}",
             "HOME": str(member.path("/root")),
             "UNIT": str(unit),
+            "INITIAL_CLUSTER_FILE": str(member.path("/etc/etcd/initial-cluster.env")),
             "SNAPSHOT": str(copy),
             "ETCD_USER": str(member.run_as.uid),
             "ETCD_GROUP": str(member.run_as.gid),

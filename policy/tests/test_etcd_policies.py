@@ -311,7 +311,34 @@ def test_auto_tls_from_the_units_environment_is_a_violation() -> None:
 def test_an_environment_file_the_policy_cannot_read_is_a_violation() -> None:
     unit = unit_text(GOOD_FLAGS, extra_service=["EnvironmentFile=/etc/default/etcd"])
     (message,) = mutual_tls_violations(user_data(unit=unit))
-    assert "EnvironmentFile= is set" in message
+    assert "EnvironmentFile=/etc/default/etcd is set" in message
+
+
+INITIAL_CLUSTER_UNIT = unit_text(
+    GOOD_FLAGS, extra_service=["EnvironmentFile=-/etc/etcd/initial-cluster.env"])
+
+
+def with_initial_cluster_file(unit: str, content: str | None) -> str:
+    document = yaml.safe_load(user_data(unit=unit).removeprefix("#cloud-config\n"))
+    if content is not None:
+        document["write_files"].append({"path": "/etc/etcd/initial-cluster.env",
+                                        "content": content, "permissions": "0644"})
+    return "#cloud-config\n" + yaml.safe_dump(document, sort_keys=False)
+
+
+@pytest.mark.parametrize("content", [
+    None,  # a joining member: etcd-member-join writes the file
+    "# first start only\nETCD_INITIAL_CLUSTER=etcd-1=https://etcd-1.main.example.com:2380\n"
+    "ETCD_INITIAL_CLUSTER_STATE=new\n",
+])
+def test_the_initial_cluster_file_as_the_only_environment_file_passes(content: str | None) -> None:
+    assert mutual_tls_violations(with_initial_cluster_file(INITIAL_CLUSTER_UNIT, content)) == []
+
+
+def test_an_initial_cluster_file_that_sets_anything_else_is_a_violation() -> None:
+    content = "ETCD_INITIAL_CLUSTER_STATE=new\nETCD_AUTO_TLS=true\n"
+    (message,) = mutual_tls_violations(with_initial_cluster_file(INITIAL_CLUSTER_UNIT, content))
+    assert "/etc/etcd/initial-cluster.env sets ETCD_AUTO_TLS, not only ETCD_INITIAL_CLUSTER" in message
 
 
 def test_a_config_file_which_overrides_every_flag_is_a_violation() -> None:
