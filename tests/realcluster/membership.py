@@ -161,14 +161,21 @@ class MembershipScripts(MemberScripts):
             **extra,
         })
 
-    def join(self, *args: str, timeout: float = 600, env: Mapping[str, str] | None = None
-             ) -> Result:
+    def join(self, *args: str, timeout: float = 600, env: Mapping[str, str] | None = None,
+             endpoints: list[str] | None = None) -> Result:
+        """The join; through `endpoints` (`--endpoints`, as the program runs it, with the
+        member's own etcdctl.env), or without them through an etcdctl.env that lists every
+        member's endpoint."""
         member = self.member
         peer_url = exec_start_flag(member.unit_text, "initial-advertise-peer-urls")
         assert peer_url is not None
-        return self.run(JOIN, "--name", member.name, "--peer-url", peer_url,
+        through: tuple[str, ...] = ()
+        join_env = {"ETCDCTL_ENV_FILE": str(self.join_env_file)}
+        if endpoints is not None:
+            through, join_env = ("--endpoints", ",".join(endpoints)), {}
+        return self.run(JOIN, "--name", member.name, "--peer-url", peer_url, *through,
                         "--data-dir", str(member.data_dir), *args, timeout=timeout,
-                        env={"ETCDCTL_ENV_FILE": str(self.join_env_file), **(env or {})})
+                        env={**join_env, **(env or {})})
 
     def leave(self, name: str | None = None, *args: str, timeout: float = 300,
               env: Mapping[str, str] | None = None) -> Result:
