@@ -7,7 +7,8 @@ machines: empty data directories made as `etcd-prepare-data` makes them) gets th
 `<!-- restore-procedure -->` block, extracted from README.md and run unchanged as root on each
 member (3.4: `etcdutl` -> `etcdctl`, as the README says), with UNIT and INITIAL_CLUSTER_FILE
 pointing at that member's unit and initial-cluster file (paths moved into the member's root),
-SNAPSHOT, and ETCD_USER/ETCD_GROUP the uid/gid the members run as. Then the members start from their units and the snapshot's data must be back.
+SNAPSHOT, and ETCD_USER/ETCD_GROUP the uid/gid the members run as. Then the members start from
+their units and the snapshot's data must be back.
 """
 
 from __future__ import annotations
