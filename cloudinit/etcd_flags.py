@@ -23,6 +23,7 @@ and 3.5, and against a flag list read from etcd's source for 3.6 and 3.7):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from model.settings import EtcdTuning
@@ -137,11 +138,12 @@ def environment_variable(flag: str) -> str:
     return "ETCD_" + flag.upper().replace("-", "_")
 
 
-def initial_cluster_environment(topology: Topology) -> str:
+def initial_cluster_environment(founders: Sequence[Member]) -> str:
     """A founding member's initial-cluster file: every founding member's name=peer URL, and
     state `new`. `etcd-member-join` writes the same two variables (state `existing`) for a
     member that joins later."""
-    values = {"initial-cluster": topology.initial_cluster, "initial-cluster-state": "new"}
+    values = {"initial-cluster": ",".join(f"{member.name}={member.peer_url}" for member in founders),
+              "initial-cluster-state": "new"}
     lines = ["# Read by etcd at this member's first start only (etcd.service EnvironmentFile=)."]
     for flag in INITIAL_CLUSTER_FLAGS:
         value = values[flag]

@@ -85,9 +85,20 @@ class MemberUserData:
     # The deploy key's public half (OpenSSH format): day-2 rollouts log in as the rollout user
     # with it. None: no rollout user (rolloutVia none).
     rollout_public_key: str | None = None
-    # False for a member that joins a running cluster: no initial-cluster file, so its etcd
-    # stays down until `etcd-member-join` has the cluster add it and writes the file.
-    founding: bool = True
+    # The members that found the cluster (the initial-cluster file lists them); empty: all of
+    # the topology's. A member not among them joins a running cluster: its user-data writes no
+    # initial-cluster file, so its etcd stays down until `etcd-member-join` has the cluster
+    # add it and writes the file.
+    founders: tuple[str, ...] = ()
+
+    @property
+    def founding(self) -> bool:
+        return not self.founders or self.member.name in self.founders
+
+    @property
+    def founding_members(self) -> tuple[Member, ...]:
+        return tuple(member for member in self.topology.members
+                     if not self.founders or member.name in self.founders)
 
 
 def _script(name: str) -> str:
@@ -189,7 +200,7 @@ def cloud_config(spec: MemberUserData) -> dict[str, Any]:
     ]
     if spec.founding:
         write_files.append(_file(paths.initial_cluster_file,
-                                 initial_cluster_environment(spec.topology), "0644"))
+                                 initial_cluster_environment(spec.founding_members), "0644"))
     if spec.static_hosts:
         write_files.append(_file("/etc/hosts", _hosts(spec.static_hosts), "0644"))
     document: dict[str, Any] = {

@@ -58,11 +58,15 @@ class EtcdClusterArgs:
     # True for the stack's main cluster: stacks created before resources were named after their
     # cluster keep their URNs (aliases), so no member is replaced by the rename.
     keep_unprefixed_names: bool = False
+    # Who founds the cluster and who joins it (components/stack.py reads it from the stack's
+    # record); None: every member founds it (a new cluster).
+    membership: membership.MembershipPlan | None = None
 
 
 class EtcdCluster(pulumi.ComponentResource):
     spec: ClusterSpec
     topology: Topology
+    membership: membership.MembershipPlan
     pki: EtcdPki
     user_data: dict[str, pulumi.Output[str]]
     machines: dict[str, MemberMachine]
@@ -78,6 +82,8 @@ class EtcdCluster(pulumi.ComponentResource):
         names = ChildNames(self, name, keep)
         self.spec = spec
         self.topology = build_topology(spec)
+        self.membership = args.membership or membership.membership_plan(
+            None, None, [member.name for member in self.topology.members])
         self.pki = EtcdPki(names.name("pki"), EtcdPkiArgs(
             cluster_name=spec.name, topology=self.topology, tls=spec.tls,
             shared_clients=args.shared_clients, keep_unprefixed_names=keep,
@@ -88,8 +94,9 @@ class EtcdCluster(pulumi.ComponentResource):
         }
         self.vpc_id = None
         self.machines = self._machines(names.name("members"), args, names.opts("members"))
+        records = None
         if spec.dns_records is not None:
-            CloudflareRecords(names.name("dns"), CloudflareRecordsArgs(
+            records = CloudflareRecords(names.name("dns"), CloudflareRecordsArgs(
                 records=spec.dns_records,
                 members=self.topology.members,
                 addresses={member: machine.private_ipv4
@@ -98,7 +105,7 @@ class EtcdCluster(pulumi.ComponentResource):
                 owner=f"{spec.name} ({spec.stack})",
                 keep_unprefixed_names=keep,
             ), opts=names.opts("dns"))
-        self._rollout(name)
+        self._rollout(name, after=[records] if records is not None else [])
 
         self.outputs = self._outputs()
         self.register_outputs(self.outputs)
@@ -140,11 +147,13 @@ class EtcdCluster(pulumi.ComponentResource):
             return QemuMembers(name, local_args, opts=opts).machines
         return VirtualBoxMembers(name, local_args, opts=opts).machines
 
-    def _rollout(self, name: str) -> None:
-        """Renewed certificates, a new etcd release and changed flags reach running members,
-        one at a time (components/rollout.py)."""
+    def _rollout(self, name: str, after: list[pulumi.Resource]) -> None:
+        """New members join, then renewed certificates, a new etcd release and changed flags
+        reach running members, one at a time (components/rollout.py)."""
         spec = self.spec
         if self.pki.deploy_key is None:
+            # A grow without the rollout was refused (components/stack.py); members that
+            # joined earlier need nothing more.
             pulumi.log.warn(rollout.not_configured_warning(spec.name), self)
             return
         via_public = spec.rollout.via == "public"
@@ -155,8 +164,13 @@ class EtcdCluster(pulumi.ComponentResource):
                 raise ValueError(f"{member_name} has no public address to roll out to")
             addresses[member_name] = address
         release = spec.release
+        members = {member.name: member for member in self.topology.members}
         MemberRollout(f"{name}-rollout", MemberRolloutArgs(
             members=self.topology.members,
+            joining=tuple(members[joiner] for joiner in self.membership.joiners),
+            join_endpoints=[members[running].client_url for running in self.membership.running
+                            if running in members],
+            after=after,
             addresses=addresses,
             bundles={member.name: self._certificate_bundle(member)
                      for member in self.topology.members},
@@ -199,9 +213,10 @@ class EtcdCluster(pulumi.ComponentResource):
                 release=spec.release,
                 data_device=self._data_device(member),
                 pki=MemberPki(*(pem or "" for pem in pems)),
-                static_hosts=tuple(self.topology.static_hosts),
+                static_hosts=self.topology.reserved_static_hosts,
                 install_packages=spec.install_packages,
                 rollout_public_key=rollout_public_key,
+                founders=self.membership.founders,
             ))
             check_size(user_data, member.fqdn, spec.backend)
             return user_data
@@ -242,6 +257,9 @@ class EtcdCluster(pulumi.ComponentResource):
                 }
                 for member in self.topology.members
             ],
+            # The members that founded the cluster (the others joined it): what the next run
+            # reads back to tell founders from joiners.
+            membership.FOUNDERS_OUTPUT: list(self.membership.founders),
             "certificate_expiry": self.pki.expiry_times(),
             "etcd_version": spec.release.version,
             "backend": spec.backend,

@@ -1,14 +1,17 @@
 """Day-2 rollouts over SSH: each member's steps pulumi-command `remote.Command`s, in one chain.
 
-Per member, in member order: its certificate step (renewed server and peer certificates and
-keys), then its configuration step (the pinned etcd release and the member's etcd unit; etcd is
-restarted when either changed). Every step depends on the one before it, so the engine runs
-them one after another and stops at the first that fails; each runs `etcd-cluster-gate` (the
-whole cluster healthy) before and after it touches its member, so no step ever takes a second
-member down. A step re-runs when its input changes (a renewed certificate, a new `etcdVersion`,
-changed flags), so such changes reach every running member in turn by an ordinary `pulumi up`,
-and `pulumi preview` lists the steps that will run, in order. A failed `pulumi up` resumes where
-it stopped: the member-side scripts change nothing where there is nothing to change.
+First, each member that joins the running cluster (a grow), in member order: its join step
+(`etcd-member-join` on the new machine: added as a learner, caught up, promoted, the cluster
+healthy with it). Then per member, in member order: its certificate step (renewed server and
+peer certificates and keys), then its configuration step (the pinned etcd release and the
+member's etcd unit; etcd is restarted when either changed). Every step depends on the one
+before it, so the engine runs them one after another and stops at the first that fails; each
+runs `etcd-cluster-gate` (the whole cluster healthy) before and after it touches its member, so
+no step ever takes a second member down. A step re-runs when its input changes (a renewed
+certificate, a new `etcdVersion`, changed flags), so such changes reach every running member in
+turn by an ordinary `pulumi up`, and `pulumi preview` lists the steps that will run, in order.
+A failed `pulumi up` resumes where it stopped: the member-side scripts change nothing where
+there is nothing to change.
 """
 
 from __future__ import annotations
@@ -31,6 +34,14 @@ DIAL_ERROR_LIMIT = 80
 class MemberRolloutArgs:
     # In rollout order.
     members: tuple[Member, ...]
+    # The members that join the running cluster, in the order they join (before any other
+    # step, whose gates expect every member); a join runs once per member.
+    joining: tuple[Member, ...]
+    # The running members' client URLs, through which a joining member reaches the cluster.
+    join_endpoints: list[str]
+    # What the first step waits for (the members' DNS records: a joining member's peers check
+    # its certificate against its name).
+    after: list[pulumi.Resource]
     # Per member name: the address the runner dials.
     addresses: Mapping[str, pulumi.Output[str]]
     # Per member name: its certificate bundle (secret; the certificate step's standard input).
@@ -60,6 +71,11 @@ class MemberRollout(pulumi.ComponentResource):
                 host=args.bastion.host, port=args.bastion.port, user=args.bastion.user)
         self._proxy = proxy
         self.steps = []
+        for member in args.joining:
+            # Once per member: a later change of the running members is no reason to join again.
+            self._step(member, "join",
+                       rollout.join_step(member.name, member.peer_url, args.join_endpoints),
+                       None, ignore_changes=["create"])
         for member in args.members:
             self._step(member, "certificates",
                        rollout.certificate_step(args.expected_members, member.fqdn),
@@ -68,8 +84,9 @@ class MemberRollout(pulumi.ComponentResource):
                        pulumi.Output.from_input(args.units[member.name]))
         self.register_outputs({"steps": [f"{member}-{what}" for member, what, _ in self.steps]})
 
-    def _step(self, member: Member, what: str, create: str, stdin: pulumi.Output[str]) -> None:
-        previous = self.steps[-1][2] if self.steps else None
+    def _step(self, member: Member, what: str, create: str, stdin: pulumi.Output[str] | None,
+              ignore_changes: list[str] | None = None) -> None:
+        previous: list[pulumi.Resource] = [self.steps[-1][2]] if self.steps else list(self._args.after)
         step = command.remote.Command(
             self._names.name(f"{member.name}-{what}"),
             connection=command.remote.ConnectionArgs(
@@ -83,7 +100,7 @@ class MemberRollout(pulumi.ComponentResource):
             stdin=stdin,
             # The scripts print what they check and do, never a key.
             logging=command.remote.Logging.STDOUT_AND_STDERR,
-            opts=self._names.opts(f"{member.name}-{what}",
-                                  depends_on=[previous] if previous is not None else None),
+            opts=self._names.opts(f"{member.name}-{what}", depends_on=previous or None,
+                                  ignore_changes=ignore_changes),
         )
         self.steps.append((member.name, what, step))

@@ -29,36 +29,47 @@ EVENTS_PREFIX = "events_"
 def build_clusters(settings: Settings) -> tuple[EtcdCluster, EtcdCluster | None]:
     main_spec = main_cluster(settings)
     events_spec = events_cluster(settings)
-    refuse_membership_changes(main_spec, events_spec)
-    main = EtcdCluster(main_spec.name, EtcdClusterArgs(spec=main_spec, keep_unprefixed_names=True))
+    main_plan, events_plan = membership_plans(main_spec, events_spec)
+    main = EtcdCluster(main_spec.name, EtcdClusterArgs(spec=main_spec, membership=main_plan,
+                                                       keep_unprefixed_names=True))
     if events_spec is None:
         return main, None
     events = EtcdCluster(events_spec.name, EtcdClusterArgs(
         spec=events_spec,
+        membership=events_plan,
         shared_clients=main.pki.client_pki,
         vpc_id=main.vpc_id,
     ))
     return main, events
 
 
-def refuse_membership_changes(main: ClusterSpec, events: ClusterSpec | None) -> None:
-    """Stop, before any resource is registered, when a running cluster would get other members
-    than it has (model/membership.py says why)."""
+def membership_plans(main: ClusterSpec, events: ClusterSpec | None
+                     ) -> tuple[membership.MembershipPlan, membership.MembershipPlan | None]:
+    """Each cluster's founders and joiners, from the members the stack's last update recorded;
+    stops before any resource is registered when a running cluster would lose members, or
+    gain some it cannot add (model/membership.py says why)."""
     recorded = recorded_outputs()
     problems = []
-    for spec, setting, output in (
-        (main, "memberCount", membership.MEMBERS_OUTPUT),
-        (events, "eventsMemberCount", f"{EVENTS_PREFIX}{membership.MEMBERS_OUTPUT}"),
-    ):
+    plans: list[membership.MembershipPlan | None] = []
+    for spec, setting, prefix in ((main, "memberCount", ""),
+                                  (events, "eventsMemberCount", EVENTS_PREFIX)):
         if spec is None:
+            plans.append(None)
             continue
-        change = membership.membership_change(
-            spec.name, setting, membership.recorded_member_names(recorded, output),
-            [member.name for member in build_topology(spec).members])
-        if change is not None:
-            problems.append(change.refusal())
+        wanted = [member.name for member in build_topology(spec).members]
+        running = membership.recorded_member_names(recorded, prefix + membership.MEMBERS_OUTPUT)
+        founders = membership.recorded_founder_names(recorded,
+                                                     prefix + membership.FOUNDERS_OUTPUT)
+        change = membership.membership_change(spec.name, setting, running, wanted)
+        refusal = change.refusal(spec.rollout.enabled) if change is not None else None
+        if refusal is not None:
+            problems.append(refusal)
+        plans.append(membership.membership_plan(running, founders, wanted))
     if problems:
         raise StackSettingsError(problems)
+    main_plan, events_plan = plans
+    assert main_plan is not None
+    return main_plan, events_plan
 
 
 def stack_outputs(main: EtcdCluster, events: EtcdCluster | None) -> dict[str, Any]:

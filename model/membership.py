@@ -1,12 +1,15 @@
 """Membership of a running cluster: the members it has against the members the settings want.
 
 Pure: no Pulumi imports. A cluster's members are decided by its member count (`etcd-1` ..
-`etcd-N`), and a running cluster's members are what the stack's last update recorded in its
-`members` output. Until `pulumi up` changes a running cluster's membership through etcd's
-learners (member add/promote, member remove, one member at a time), a different count is
-refused before any resource is registered: a new machine would boot as a founder of a second
-cluster that never forms, and a machine deleted while etcd still counts it costs the cluster
-its fault tolerance, or its quorum (3 -> 1 deletes two of three voters).
+`etcd-N`); a running cluster's members are what the stack's last update recorded in its
+`members` output, and the members that founded it in its `founding_members` output.
+
+A grow is an ordinary `pulumi up` (`MembershipPlan`): every member the count adds boots with
+user-data that does not start etcd, and joins the running cluster through etcd's learners,
+one member at a time, lowest number first (`etcd-member-join`, run by the rollout over SSH,
+components/rollout.py). A shrink is refused before any resource is registered: a deleted
+machine that etcd still counts as a voter costs the cluster its fault tolerance, or its quorum
+(3 -> 1 deletes two of three voters), and `pulumi up` does not remove members yet.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from typing import Any
 
 from model.settings.parsing import setting_name
 
-# The stack output that records a cluster's members (a list of {"name": ...}); an events
-# cluster's carries the events prefix.
+# The stack outputs that record a cluster's members (a list of {"name": ...}) and the names of
+# the members that founded it; an events cluster's carry the events prefix.
 MEMBERS_OUTPUT = "members"
+FOUNDERS_OUTPUT = "founding_members"
 
 
 def recorded_member_names(outputs: Mapping[str, Any], output_name: str) -> tuple[str, ...] | None:
@@ -32,6 +36,48 @@ def recorded_member_names(outputs: Mapping[str, Any], output_name: str) -> tuple
     if not names or not all(isinstance(name, str) and name for name in names):
         return None
     return tuple(str(name) for name in names)
+
+
+def recorded_founder_names(outputs: Mapping[str, Any], output_name: str) -> tuple[str, ...] | None:
+    """The founding members' names a stack output lists; None when it lists none (a new stack,
+    or one last updated by a version of this program that did not record them)."""
+    founders = outputs.get(output_name)
+    if not isinstance(founders, list) or not founders:
+        return None
+    if not all(isinstance(name, str) and name for name in founders):
+        return None
+    return tuple(founders)
+
+
+@dataclass(frozen=True)
+class MembershipPlan:
+    """Who founds the cluster and who joins it, in this run."""
+
+    # Their user-data founds the cluster (its initial-cluster file lists them).
+    founders: tuple[str, ...]
+    # The wanted members that are not founders, in member order: each joins the running
+    # cluster (a member that joined in an earlier run keeps its join, which does not run again).
+    joiners: tuple[str, ...]
+    # The members the stack's record says run; empty for a new cluster.
+    running: tuple[str, ...] = ()
+
+    @property
+    def joining_now(self) -> tuple[str, ...]:
+        """The members this run adds, in the order they join."""
+        return tuple(name for name in self.joiners if name not in self.running)
+
+
+def membership_plan(running: Sequence[str] | None, founders: Sequence[str] | None,
+                    wanted: Sequence[str]) -> MembershipPlan:
+    """The plan for the wanted members, from the record: a new cluster is founded by all of
+    them; a running one keeps its founders (the members it runs when the record has none) and
+    every other wanted member joins it."""
+    if not running:
+        return MembershipPlan(founders=tuple(wanted), joiners=())
+    kept = tuple(name for name in (founders or running) if name in wanted)
+    return MembershipPlan(founders=kept,
+                          joiners=tuple(name for name in wanted if name not in kept),
+                          running=tuple(running))
 
 
 @dataclass(frozen=True)
@@ -52,23 +98,29 @@ class MembershipChange:
         """The members to remove, in the order they would leave (highest number first)."""
         return tuple(reversed([name for name in self.running if name not in self.wanted]))
 
-    def refusal(self) -> str:
+    def refusal(self, rollout_enabled: bool) -> str | None:
+        """Why `pulumi up` cannot make this change, with the fix; None for a grow it makes."""
         count = len(self.running)
-        plan = []
-        if self.joining:
-            plan.append("add " + ", then ".join(self.joining))
+        runs_with = (f"etcd cluster {self.cluster}, which runs with {count} "
+                     f"member{'s' if count != 1 else ''} ({', '.join(self.running)})")
+        set_back = f"Set it back: `pulumi config set {self.setting} {count}`."
         if self.leaving:
-            plan.append("remove " + ", then ".join(self.leaving))
-        return (
-            f"{setting_name(self.setting)} = {len(self.wanted)}: would {' and '.join(plan)} in "
-            f"etcd cluster {self.cluster}, which runs with {count} "
-            f"member{'s' if count != 1 else ''} "
-            f"({', '.join(self.running)}): `pulumi up` does not change the membership of a "
-            "running cluster yet (a new machine would boot as a founder of a second cluster "
-            "that never forms; a deleted machine would still count towards quorum). Set it "
-            f"back: `pulumi config set {self.setting} {count}`. To replace one failed member, "
-            "follow the README's \"Replacing one member\"."
-        )
+            return (
+                f"{setting_name(self.setting)} = {len(self.wanted)}: would remove "
+                f"{', then '.join(self.leaving)} from {runs_with}: `pulumi up` does not remove "
+                "members of a running cluster yet (a deleted machine would still count towards "
+                f"quorum). {set_back} To remove a member by hand, follow the README's "
+                "\"Replacing one member\" (etcd-member-leave first)."
+            )
+        if self.joining and not rollout_enabled:
+            return (
+                f"{setting_name(self.setting)} = {len(self.wanted)}: would add "
+                f"{', then '.join(self.joining)} to {runs_with}, but new members join over the "
+                "rollout's SSH channel and rolloutVia is none. Set `pulumi config set rolloutVia "
+                f"private` (or public), or set it back: `pulumi config set {self.setting} "
+                f"{count}`."
+            )
+        return None
 
 
 def membership_change(cluster: str, setting: str, running: Sequence[str] | None,

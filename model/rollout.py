@@ -18,8 +18,12 @@ SBIN = "/usr/local/sbin"
 GATE = f"{SBIN}/etcd-cluster-gate"
 INSTALL_CERTS = f"{SBIN}/etcd-install-certs"
 RECONFIGURE = f"{SBIN}/etcd-reconfigure"
+MEMBER_JOIN = f"{SBIN}/etcd-member-join"
+MEMBER_LEAVE = f"{SBIN}/etcd-member-leave"
 # What the rollout user may run as root, and nothing else.
-SUDO_COMMANDS = (GATE, INSTALL_CERTS, RECONFIGURE)
+SUDO_COMMANDS = (GATE, INSTALL_CERTS, RECONFIGURE, MEMBER_JOIN, MEMBER_LEAVE)
+# How long a joining learner may take to catch up before the join removes it again.
+JOIN_TIMEOUT_SECONDS = 600
 # How long a gate waits for the whole cluster to be healthy before it stops the rollout.
 GATE_TIMEOUT_SECONDS = 600
 
@@ -76,6 +80,20 @@ def configuration_step(expected_members: int, version: str, url: str, sha256: st
     if previous_line_minimum is not None:
         step += ["--previous-minor-from", previous_line_minimum]
     return _gated(expected_members, [*step, "-"])
+
+
+def join_step(name: str, peer_url: str, endpoints: list[str]) -> str:
+    """The remote command of one member's join: on the new machine, once its boot has finished
+    (its etcd and scripts installed), `etcd-member-join` through the running members' client
+    URLs: added as a learner, started, promoted once in sync, the whole cluster healthy with it
+    (or the learner removed again at its deadline, the cluster as it was)."""
+    # `cloud-init status --wait` returns when the boot is over; how it went is the join's to
+    # judge (it fails, naming the file or tool that is missing).
+    wait = "cloud-init status --wait >/dev/null 2>&1 || :"
+    join = shlex.join(["sudo", "-n", MEMBER_JOIN, "--name", name, "--peer-url", peer_url,
+                       "--endpoints", ",".join(endpoints),
+                       "--timeout", str(JOIN_TIMEOUT_SECONDS)])
+    return f"{wait}; {join}"
 
 
 def not_configured_warning(cluster: str) -> str:

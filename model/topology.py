@@ -44,6 +44,10 @@ class Topology:
     dns_domain: str
     cluster_token: str
     members: tuple[Member, ...]
+    # Local backends: (address, FQDN) of every member the cluster can ever have (1 to
+    # MAX_MEMBERS; addresses follow the member number), so that a member that joins later
+    # resolves on machines created before it.
+    reserved_static_hosts: tuple[tuple[str, str], ...] = ()
 
     @property
     def initial_cluster(self) -> str:
@@ -60,11 +64,6 @@ class Topology:
         return ",".join(self.client_urls)
 
     @property
-    def static_hosts(self) -> list[tuple[str, str]]:
-        """(address, FQDN) of every member with a static address, for /etc/hosts."""
-        return [(member.static_ipv4, member.fqdn) for member in self.members if member.static_ipv4]
-
-    @property
     def fault_tolerance(self) -> int:
         return (len(self.members) - 1) // 2
 
@@ -76,15 +75,17 @@ def build_topology(cluster: ClusterSpec) -> Topology:
         return local_network.member_ipv4(cluster.local.network_cidr, index,
                                          cluster.first_member_host)
 
-    members = tuple(
-        Member(index=index, name=f"{cluster.member_prefix}-{index}",
-               fqdn=f"{cluster.member_prefix}-{index}.{cluster.dns_domain}",
-               static_ipv4=static_ipv4(index))
-        for index in range(1, cluster.member_count + 1)
-    )
+    def member(index: int) -> Member:
+        return Member(index=index, name=f"{cluster.member_prefix}-{index}",
+                      fqdn=f"{cluster.member_prefix}-{index}.{cluster.dns_domain}",
+                      static_ipv4=static_ipv4(index))
+
+    possible = [member(index) for index in range(1, local_network.MAX_MEMBERS + 1)]
     return Topology(
         cluster_name=cluster.name,
         dns_domain=cluster.dns_domain,
         cluster_token=cluster.cluster_token,
-        members=members,
+        members=tuple(possible[:cluster.member_count]),
+        reserved_static_hosts=tuple((member.static_ipv4, member.fqdn) for member in possible
+                                    if member.static_ipv4),
     )

@@ -363,3 +363,32 @@ class OutputsClient:
             if health.returncode == 0 or time.monotonic() > deadline:
                 return health
             time.sleep(2)
+
+
+@contextlib.contextmanager
+def continuous_writer(client: OutputsClient, prefix: str) -> Iterator[Path]:
+    """A client putting `<prefix><i>` every 50 ms through etcd_servers for as long as the block
+    runs; yields the file that lists each acknowledged i."""
+    files = client.files
+    acknowledged = files / f"acknowledged{prefix.replace('/', '-')}"
+    writer = subprocess.Popen(realcheck.in_netns(client.namespace, [
+        "sh", "-c", 'i=0; while :; do "$1" --endpoints="$2" --cacert="$3" --cert="$4" --key="$5" '
+        '--command-timeout=5s put "$6$i" "$i" >/dev/null 2>&1 && echo "$i"; i=$((i+1)); '
+        'sleep 0.05; done', "sh", client.etcdctl, client.outputs["etcd_servers"],
+        str(files / "ca.pem"), str(files / "client.pem"), str(files / "client-key.pem"), prefix],
+        hosts_file=client.hosts), stdout=acknowledged.open("w"), stderr=subprocess.DEVNULL)
+    try:
+        yield acknowledged
+    finally:
+        realcheck.stop(writer)
+
+
+def check_rollout_lost_nothing(client: OutputsClient, prefix: str, acknowledged: Path) -> None:
+    """The cluster healthy, and every write the continuous writer saw acknowledged is there."""
+    health = client.wait_healthy()
+    assert health.returncode == 0, health.stdout + health.stderr
+    written = {int(line) for line in acknowledged.read_text().split()}
+    assert len(written) > 20, f"the writer barely wrote during the rollout: {len(written)}"
+    keys = client.apiserver("get", prefix, "--prefix", "--keys-only")
+    stored = {int(key.removeprefix(prefix)) for key in keys.stdout.split()}
+    assert written - stored == set(), f"acknowledged writes lost: {sorted(written - stored)[:10]}"

@@ -6,8 +6,12 @@
   machine: an unfollowed rename there means new keys, so new certificates for every member.
 - The local stack with an events cluster (`eventsCluster`) comes up with both clusters healthy,
   each reached as kube-apiserver would from the stack's outputs alone (one CA and one client
-  certificate for both), with every URN unique; a second preview plans nothing; destroy
-  leaves nothing.
+  certificate for both), with every URN unique; a second preview plans nothing. Then the events
+  cluster grows 1 -> 3 by `pulumi up` while a client writes to it: the preview plans the new
+  members' joins in member order, the new machines join through etcd's learners, the cluster is
+  healthy with 3 voting members listed in the outputs, no acknowledged write is lost, and the
+  main cluster is not touched; a preview after it plans nothing. A shrink back to 1 is refused
+  before anything changes. Destroy leaves nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from engine import (
     BRIDGE_HELPER,
     OutputsClient,
     Project,
+    check_rollout_lost_nothing,
+    continuous_writer,
     local_engine_stack,
     offline_local_config,
     scratch_dir,
@@ -176,7 +182,8 @@ def test_the_local_stack_with_an_events_cluster_brings_both_up_healthy_and_apart
 
         again = local.pulumi("preview", "--expect-no-changes", check=False)
         assert again.returncode == 0, again.stdout + again.stderr
-        check_membership_changes_refused(local)
+        check_events_cluster_grows(local, events, directory / "grown-client")
+        check_shrink_refused(local)
 
         local.pulumi("destroy", "--yes", timeout=900)
         assert not [resource for resource in local.project.resources(STACK)
@@ -184,22 +191,53 @@ def test_the_local_stack_with_an_events_cluster_brings_both_up_healthy_and_apart
         assert not local.vms.exists() or not any(local.vms.iterdir()), sorted(local.vms.iterdir())
 
 
-def check_membership_changes_refused(local: Any) -> None:
-    """New member counts for the running clusters stop `pulumi up` before anything changes:
-    the program reads the members the last update recorded in the stack's outputs."""
-    before = local.project.resources(STACK)
-    local.pulumi("config", "set", "memberCount", "3")
+def check_events_cluster_grows(local: Any, events: OutputsClient, files: Path) -> None:
+    """eventsMemberCount 1 -> 3 by `pulumi up`, one member joining after the other, while a
+    client writes to the events cluster."""
     local.pulumi("config", "set", "eventsMemberCount", "3")
+    steps = json.loads(local.pulumi("preview", "--json").stdout).get("steps", [])
+    created = [short_name(step["urn"]) for step in steps
+               if step["op"] == "create" and step["urn"].endswith("-join")]
+    assert created == ["e2e-events-rollout-etcd-events-2-join",
+                       "e2e-events-rollout-etcd-events-3-join"], created
+    # Only the events cluster changes: nothing of the main cluster is planned.
+    changed = [step["urn"].rsplit("::", 1)[1] for step in steps if step["op"] != "same"
+               and not step["urn"].split("::")[2].endswith("pulumi:pulumi:Stack")]
+    assert changed and all(name == "e2e-events" or name.startswith("e2e-events-")
+                           for name in changed), changed
+    with continuous_writer(events, "/registry/events/grow/") as written:
+        up = local.pulumi("up", "--yes")
+    shown = up.stdout
+    assert shown.index("etcd-events-2-join") < shown.index("etcd-events-3-join"), shown
+    assert "etcd-events-2 promoted to a voting member" in shown, shown
+    outputs = local.project.outputs(STACK)
+    assert [member["name"] for member in outputs["events_members"]] == [
+        "etcd-events-1", "etcd-events-2", "etcd-events-3"]
+    assert outputs["events_founding_members"] == ["etcd-events-1"]
+    assert len(outputs["events_etcd_servers"].split(",")) == 3
+    # A client from the new outputs reaches (and resolves) every member.
+    grown = check_cluster_healthy(outputs, "events_", local.namespace, files)
+    check_rollout_lost_nothing(grown, "/registry/events/grow/", written)
+    listed = json.loads(grown.apiserver("member", "list", "-w", "json").stdout)["members"]
+    assert not [member for member in listed if member.get("isLearner")], listed
+    assert [member["name"] for member in outputs["members"]] == ["etcd-1"]
+    again = local.pulumi("preview", "--expect-no-changes", check=False)
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
+def check_shrink_refused(local: Any) -> None:
+    """A smaller count for the running events cluster stops `pulumi up` before anything
+    changes: the program reads the members the last update recorded in the stack's outputs."""
+    before = local.project.resources(STACK)
+    local.pulumi("config", "set", "eventsMemberCount", "1")
     refused = local.pulumi("up", "--yes", check=False)
     shown = refused.stdout + refused.stderr
     assert refused.returncode != 0, shown
-    for setting, cluster, prefix in (("memberCount", "e2e", "etcd"),
-                                     ("eventsMemberCount", "e2e-events", "etcd-events")):
-        assert (f"etcd-cluster:{setting} = 3: would add {prefix}-2, then {prefix}-3 in etcd "
-                f"cluster {cluster}, which runs with 1 member ({prefix}-1)") in shown, shown
-        assert f"`pulumi config set {setting} 1`" in shown, shown
+    assert ("etcd-cluster:eventsMemberCount = 1: would remove etcd-events-3, then etcd-events-2 "
+            "from etcd cluster e2e-events, which runs with 3 members (etcd-events-1, "
+            "etcd-events-2, etcd-events-3)") in shown, shown
+    assert "`pulumi config set eventsMemberCount 3`" in shown, shown
     assert local.project.resources(STACK) == before
-    local.pulumi("config", "set", "memberCount", "1")
-    local.pulumi("config", "set", "eventsMemberCount", "1")
+    local.pulumi("config", "set", "eventsMemberCount", "3")
     again = local.pulumi("preview", "--expect-no-changes", check=False)
     assert again.returncode == 0, again.stdout + again.stderr

@@ -23,7 +23,6 @@ import contextlib
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,8 @@ from engine import (
     BRIDGE_HELPER,
     OutputsClient,
     Project,
+    check_rollout_lost_nothing,
+    continuous_writer,
     local_engine_stack,
     offline_local_config,
     scratch_dir,
@@ -270,38 +271,6 @@ def running_versions(client: OutputsClient) -> list[str]:
 def check_in_member_order(shown: str, step: str) -> None:
     order = [shown.index(f"{member}-{step}") for member in ("etcd-1", "etcd-2", "etcd-3")]
     assert order == sorted(order), f"the members' {step} steps ran out of order"
-
-
-@contextlib.contextmanager
-def continuous_writer(client: OutputsClient, prefix: str) -> Iterator[Path]:
-    """A client putting `<prefix><i>` every 50 ms through etcd_servers for as long as the block
-    runs; yields the file that lists each acknowledged i."""
-    files = client.files
-    acknowledged = files / f"acknowledged{prefix.replace('/', '-')}"
-    writer = subprocess.Popen(client_argv(client, [
-        "sh", "-c", 'i=0; while :; do "$1" --endpoints="$2" --cacert="$3" --cert="$4" --key="$5" '
-        '--command-timeout=5s put "$6$i" "$i" >/dev/null 2>&1 && echo "$i"; i=$((i+1)); '
-        'sleep 0.05; done', "sh", client.etcdctl, client.outputs["etcd_servers"],
-        str(files / "ca.pem"), str(files / "client.pem"), str(files / "client-key.pem"), prefix]),
-        stdout=acknowledged.open("w"), stderr=subprocess.DEVNULL)
-    try:
-        yield acknowledged
-    finally:
-        realcheck.stop(writer)
-
-
-def check_rollout_lost_nothing(client: OutputsClient, prefix: str, acknowledged: Path) -> None:
-    health = client.wait_healthy()
-    assert health.returncode == 0, health.stdout + health.stderr
-    written = {int(line) for line in acknowledged.read_text().split()}
-    assert len(written) > 20, f"the writer barely wrote during the rollout: {len(written)}"
-    keys = client.apiserver("get", prefix, "--prefix", "--keys-only")
-    stored = {int(key.removeprefix(prefix)) for key in keys.stdout.split()}
-    assert written - stored == set(), f"acknowledged writes lost: {sorted(written - stored)[:10]}"
-
-
-def client_argv(client: OutputsClient, argv: list[str]) -> list[str]:
-    return realcheck.in_netns(client.namespace, argv, hosts_file=client.hosts)
 
 
 def check_healthy_through_outputs(outputs: dict[str, Any], namespace: str, files: Path) -> None:

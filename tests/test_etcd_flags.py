@@ -85,7 +85,7 @@ def test_every_generated_flag_is_listed_in_the_real_etcd_help(line: str, members
 def initial_cluster_variables(line: str, members: int) -> dict[str, str]:
     """The founding members' initial-cluster file as the variables systemd passes to etcd."""
     _settings, topology = topology_for(line, members)
-    text = initial_cluster_environment(topology)
+    text = initial_cluster_environment(topology.members)
     return dict(entry.split("=", 1) for entry in text.splitlines() if not entry.startswith("#"))
 
 

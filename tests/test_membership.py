@@ -1,15 +1,19 @@
 """The membership of a running cluster, against the members the settings want (pure model).
 
-A running cluster's members are what the stack's last update recorded in its `members` output.
-Until `pulumi up` grows and shrinks clusters through etcd's learners, a count that differs from
-the running cluster's is refused with the members it would add or remove and the fix.
+A running cluster's members are what the stack's last update recorded in its `members` output,
+its founders what it recorded in `founding_members`. A grow is planned (the founders stay, every
+other member joins); a shrink, and a grow without the rollout's SSH channel, are refused with
+the members it would add or remove and the fix.
 """
 
 from __future__ import annotations
 
-import pytest
-
-from model.membership import membership_change, recorded_member_names
+from model.membership import (
+    membership_change,
+    membership_plan,
+    recorded_founder_names,
+    recorded_member_names,
+)
 
 RUNNING = ("etcd-1", "etcd-2", "etcd-3")
 
@@ -51,17 +55,60 @@ def test_a_shrink_removes_the_highest_numbered_members_first() -> None:
     assert change.joining == ()
 
 
-@pytest.mark.parametrize(("wanted", "plan"), [
-    (5, "would add etcd-4, then etcd-5 in etcd cluster main"),
-    (1, "would remove etcd-3, then etcd-2 in etcd cluster main"),
-])
-def test_a_membership_change_is_refused_with_the_setting_the_plan_and_the_fix(
-        wanted: int, plan: str) -> None:
-    change = membership_change("main", "memberCount", RUNNING,
-                               [f"etcd-{n}" for n in range(1, wanted + 1)])
+def test_a_grow_with_the_rollout_is_not_refused() -> None:
+    change = membership_change("main", "memberCount", RUNNING, [*RUNNING, "etcd-4", "etcd-5"])
+    assert change is not None and change.refusal(rollout_enabled=True) is None
+
+
+def test_a_shrink_is_refused_with_the_setting_the_members_and_the_fix() -> None:
+    change = membership_change("main", "memberCount", RUNNING, ["etcd-1"])
     assert change is not None
-    message = change.refusal()
-    assert message.startswith(f"etcd-cluster:memberCount = {wanted}: {plan}, which runs with "
-                              "3 members (etcd-1, etcd-2, etcd-3)")
+    message = change.refusal(rollout_enabled=True)
+    assert message is not None
+    assert message.startswith("etcd-cluster:memberCount = 1: would remove etcd-3, then etcd-2 "
+                              "from etcd cluster main, which runs with 3 members (etcd-1, "
+                              "etcd-2, etcd-3): `pulumi up` does not remove members")
     assert "`pulumi config set memberCount 3`" in message
     assert "Replacing one member" in message
+
+
+def test_a_grow_without_the_rollout_is_refused_naming_rollout_via_and_the_fix() -> None:
+    change = membership_change("events", "eventsMemberCount", ["etcd-1"],
+                               ["etcd-1", "etcd-2", "etcd-3"])
+    assert change is not None
+    message = change.refusal(rollout_enabled=False)
+    assert message is not None
+    assert message.startswith("etcd-cluster:eventsMemberCount = 3: would add etcd-2, then "
+                              "etcd-3 to etcd cluster events, which runs with 1 member (etcd-1)")
+    assert "rolloutVia is none" in message
+    assert "`pulumi config set rolloutVia private`" in message
+    assert "`pulumi config set eventsMemberCount 1`" in message
+
+
+def test_a_new_cluster_is_founded_by_every_member() -> None:
+    plan = membership_plan(None, None, ["etcd-1", "etcd-2", "etcd-3"])
+    assert plan.founders == RUNNING and plan.joiners == () and plan.joining_now == ()
+
+
+def test_a_grow_keeps_the_founders_and_the_new_members_join_lowest_number_first() -> None:
+    plan = membership_plan(RUNNING, RUNNING, [*RUNNING, "etcd-4", "etcd-5"])
+    assert plan.founders == RUNNING
+    assert plan.joiners == plan.joining_now == ("etcd-4", "etcd-5")
+
+
+def test_members_that_joined_earlier_stay_joiners_and_do_not_join_again() -> None:
+    five = [*RUNNING, "etcd-4", "etcd-5"]
+    plan = membership_plan(five, RUNNING, five)
+    assert plan.founders == RUNNING
+    assert plan.joiners == ("etcd-4", "etcd-5") and plan.joining_now == ()
+
+
+def test_a_stack_recorded_before_founders_were_takes_its_running_members_for_founders() -> None:
+    plan = membership_plan(RUNNING, None, [*RUNNING, "etcd-4", "etcd-5"])
+    assert plan.founders == RUNNING and plan.joining_now == ("etcd-4", "etcd-5")
+
+
+def test_the_recorded_founders_are_the_names_the_output_lists() -> None:
+    assert recorded_founder_names({"founding_members": list(RUNNING)}, "founding_members") == RUNNING
+    assert recorded_founder_names({}, "founding_members") is None
+    assert recorded_founder_names({"founding_members": [1]}, "founding_members") is None

@@ -108,9 +108,12 @@ def test_members_get_a_rollout_user_with_the_public_key_and_sudo_for_the_scripts
         (user,) = [entry for entry in users if isinstance(entry, dict)
                    and entry["name"] == rollout.ROLLOUT_USER]
         assert user["ssh_authorized_keys"] == [key.outputs["publicKeyOpenssh"].strip()]
+        # The membership scripts too: a grow runs etcd-member-join on the new member.
         assert user["sudo"] == ("ALL=(root) NOPASSWD: /usr/local/sbin/etcd-cluster-gate, "
                                 "/usr/local/sbin/etcd-install-certs, "
-                                "/usr/local/sbin/etcd-reconfigure")
+                                "/usr/local/sbin/etcd-reconfigure, "
+                                "/usr/local/sbin/etcd-member-join, "
+                                "/usr/local/sbin/etcd-member-leave")
         assert user["lock_passwd"] is True
 
 

@@ -280,7 +280,7 @@ def test_etcd_starts_only_with_data_or_an_initial_cluster_file_so_a_joiner_never
 def test_a_joining_members_user_data_has_no_initial_cluster_file_and_is_otherwise_a_founders(
 ) -> None:
     founder = specs("3.6", 3)[2]
-    joiner = dataclasses.replace(founder, founding=False)
+    joiner = dataclasses.replace(founder, founders=("etcd-1", "etcd-2"))
     founder_files = files_by_path(cloud_config(founder))
     joiner_files = files_by_path(cloud_config(joiner))
     assert INITIAL_CLUSTER_FILE in founder_files and INITIAL_CLUSTER_FILE not in joiner_files
@@ -293,7 +293,7 @@ def test_a_joining_members_user_data_has_no_initial_cluster_file_and_is_otherwis
 @pytest.mark.real
 def test_a_joining_members_user_data_passes_cloud_init_schema(tmp_path: Path) -> None:
     path = tmp_path / "joiner.yaml"
-    path.write_text(render_user_data(dataclasses.replace(specs("3.6", 3)[2], founding=False)))
+    path.write_text(render_user_data(dataclasses.replace(specs("3.6", 3)[2], founders=("etcd-1", "etcd-2"))))
     result = realcheck.cloud_init_schema(path)
     assert result.returncode == 0 and "Valid cloud-config" in result.stdout + result.stderr, result
 
