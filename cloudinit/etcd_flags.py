@@ -27,7 +27,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from model.settings import EtcdTuning
-from model.topology import CLIENT_PORT, METRICS_PORT, PEER_PORT, Member, Topology
+from model.topology import (
+    CLIENT_PORT,
+    METRICS_PORT,
+    PEER_PORT,
+    Member,
+    Topology,
+    initial_cluster,
+)
 
 
 @dataclass(frozen=True)
@@ -142,8 +149,7 @@ def initial_cluster_environment(founders: Sequence[Member]) -> str:
     """A founding member's initial-cluster file: every founding member's name=peer URL, and
     state `new`. `etcd-member-join` writes the same two variables (state `existing`) for a
     member that joins later."""
-    values = {"initial-cluster": ",".join(f"{member.name}={member.peer_url}" for member in founders),
-              "initial-cluster-state": "new"}
+    values = {"initial-cluster": initial_cluster(founders), "initial-cluster-state": "new"}
     lines = ["# Read by etcd at this member's first start only (etcd.service EnvironmentFile=)."]
     for flag in INITIAL_CLUSTER_FLAGS:
         value = values[flag]

@@ -92,13 +92,13 @@ class MemberUserData:
     founders: tuple[str, ...] = ()
 
     @property
-    def founding(self) -> bool:
-        return not self.founders or self.member.name in self.founders
-
-    @property
     def founding_members(self) -> tuple[Member, ...]:
         return tuple(member for member in self.topology.members
                      if not self.founders or member.name in self.founders)
+
+    @property
+    def founding(self) -> bool:
+        return self.member in self.founding_members
 
 
 def _script(name: str) -> str:

@@ -61,11 +61,6 @@ class MembershipPlan:
     # The members the stack's record says run; empty for a new cluster.
     running: tuple[str, ...] = ()
 
-    @property
-    def joining_now(self) -> tuple[str, ...]:
-        """The members this run adds, in the order they join."""
-        return tuple(name for name in self.joiners if name not in self.running)
-
 
 def membership_plan(running: Sequence[str] | None, founders: Sequence[str] | None,
                     wanted: Sequence[str]) -> MembershipPlan:

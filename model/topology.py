@@ -6,6 +6,7 @@ not depend on addresses a cloud assigns later (no dependency cycle).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from model import local_network
@@ -38,6 +39,11 @@ class Member:
         return f"http://{self.fqdn}:{METRICS_PORT}"
 
 
+def initial_cluster(members: Sequence[Member]) -> str:
+    """etcd's initial cluster for `members`: `name=peer_url` for each, comma-separated."""
+    return ",".join(f"{member.name}={member.peer_url}" for member in members)
+
+
 @dataclass(frozen=True)
 class Topology:
     cluster_name: str
@@ -48,11 +54,6 @@ class Topology:
     # MAX_MEMBERS; addresses follow the member number), so that a member that joins later
     # resolves on machines created before it.
     reserved_static_hosts: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def initial_cluster(self) -> str:
-        """The `--initial-cluster` value: `name=peer_url` for every member."""
-        return ",".join(f"{member.name}={member.peer_url}" for member in self.members)
 
     @property
     def client_urls(self) -> list[str]:

@@ -87,25 +87,25 @@ def test_a_grow_without_the_rollout_is_refused_naming_rollout_via_and_the_fix() 
 
 def test_a_new_cluster_is_founded_by_every_member() -> None:
     plan = membership_plan(None, None, ["etcd-1", "etcd-2", "etcd-3"])
-    assert plan.founders == RUNNING and plan.joiners == () and plan.joining_now == ()
+    assert plan.founders == RUNNING and plan.joiners == () and plan.running == ()
 
 
 def test_a_grow_keeps_the_founders_and_the_new_members_join_lowest_number_first() -> None:
     plan = membership_plan(RUNNING, RUNNING, [*RUNNING, "etcd-4", "etcd-5"])
     assert plan.founders == RUNNING
-    assert plan.joiners == plan.joining_now == ("etcd-4", "etcd-5")
+    assert plan.joiners == ("etcd-4", "etcd-5") and plan.running == RUNNING
 
 
-def test_members_that_joined_earlier_stay_joiners_and_do_not_join_again() -> None:
+def test_members_that_joined_earlier_stay_joiners_of_the_running_cluster() -> None:
     five = [*RUNNING, "etcd-4", "etcd-5"]
     plan = membership_plan(five, RUNNING, five)
     assert plan.founders == RUNNING
-    assert plan.joiners == ("etcd-4", "etcd-5") and plan.joining_now == ()
+    assert plan.joiners == ("etcd-4", "etcd-5") and plan.running == tuple(five)
 
 
 def test_a_stack_recorded_before_founders_were_takes_its_running_members_for_founders() -> None:
     plan = membership_plan(RUNNING, None, [*RUNNING, "etcd-4", "etcd-5"])
-    assert plan.founders == RUNNING and plan.joining_now == ("etcd-4", "etcd-5")
+    assert plan.founders == RUNNING and plan.joiners == ("etcd-4", "etcd-5")
 
 
 def test_the_recorded_founders_are_the_names_the_output_lists() -> None:

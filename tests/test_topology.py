@@ -6,7 +6,7 @@ import pytest
 
 from model.cluster_spec import main_cluster
 from model.settings import load_settings
-from model.topology import build_topology
+from model.topology import build_topology, initial_cluster
 
 REQUIRED = {"dnsZone": "example.com", "cloudflareZoneId": "0123456789abcdef0123456789abcdef"}
 
@@ -29,7 +29,7 @@ def test_urls_use_fqdns_and_tls_on_the_standard_ports() -> None:
 
 
 def test_initial_cluster_lists_every_member_by_peer_url() -> None:
-    assert topology().initial_cluster == (
+    assert initial_cluster(topology().members) == (
         "etcd-1=https://etcd-1.prod.example.com:2380,"
         "etcd-2=https://etcd-2.prod.example.com:2380,"
         "etcd-3=https://etcd-3.prod.example.com:2380")

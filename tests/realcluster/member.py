@@ -162,7 +162,6 @@ class EtcdMember:
         self.process: subprocess.Popen[bytes] | None = None
         self.started_at: float | None = None
         self.starts = 0
-        self.skipped_starts = 0
         self._token: int | None = None
         self._notify: NotifySocket | None = None
         self._notify_token: int | None = None
@@ -358,7 +357,6 @@ class EtcdMember:
         unmet = self.unmet_conditions()
         if unmet is not None:
             self._log(f"start skipped: {unmet}")
-            self.skipped_starts += 1
             return
         self.starts += 1
         self._notify.reset()

@@ -11,10 +11,11 @@ so their units' conditions keep etcd down until `etcd-member-join` writes the fi
 `Systemd` plays `systemctl start --no-block etcd` (a request file; the command returns at once,
 a thread here starts the member as realcluster/member.py does: conditions checked and
 EnvironmentFile= read at each start) and `systemctl stop etcd` (waits until the member has
-stopped). `MembershipScripts` runs the two
-scripts as root in a member's namespace with its paths moved into the member root (realcluster/
-rollout.py `MemberScripts`); a joining member's etcdctl.env lists the stack's endpoints (all
-5 members, started or not), as the joiner must reach the cluster through others than itself.
+stopped). `MembershipScripts` runs the two scripts as root in a member's namespace with its
+paths moved into the member root (realcluster/rollout.py `MemberScripts`); a join runs either
+through `--endpoints` (the running members' client URLs, as the program runs it) or through an
+etcdctl.env that lists the stack's endpoints (all 5 members, started or not), as the joiner
+must reach the cluster through others than itself.
 `block_peers` drops a member's peer traffic (port 2380, both directions) with nftables inside
 its namespace: a learner that can never catch up.
 """
@@ -33,7 +34,7 @@ from realcluster.harness import PEER_PORT, Cluster, Result, run
 from realcluster.member import EtcdMember
 from realcluster.rollout import GATE, SCRIPTS_DIR, MemberScripts
 from realcluster.tools import nft
-from realcluster.unitfile import environment_file, parse_unit, service_of
+from realcluster.unitfile import environment_file
 
 JOIN = SCRIPTS_DIR / "etcd-member-join"
 LEAVE = SCRIPTS_DIR / "etcd-member-leave"
@@ -62,14 +63,6 @@ def found_with(member: EtcdMember, founders: list[str]) -> None:
     kept = [entry for entry in listed.split(",") if entry.split("=", 1)[0] in founders]
     path.write_text(text.replace(f"ETCD_INITIAL_CLUSTER={listed}\n",
                                  f"ETCD_INITIAL_CLUSTER={','.join(kept)}\n"))
-
-
-def use_unit(member: EtcdMember, unit: str) -> None:
-    """`unit` written as the member's etcd.service and loaded (as the harness starts it)."""
-    member.unit_file.write_text(unit)
-    written = service_of(parse_unit(unit))
-    member.unit_text, member.service_as_written = unit, written
-    member.service = written.remapped(member.remap)
 
 
 class Systemd:
