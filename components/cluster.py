@@ -43,7 +43,7 @@ from components.virtualbox import VirtualBoxMembers
 from model import consumers, expiry, membership, releases, rollout
 from model.cluster_spec import ClusterSpec
 from model.firewall import inbound_rules
-from model.topology import Member, Topology, build_topology
+from model.topology import Member, Topology, build_topology, possible_members
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ class EtcdCluster(pulumi.ComponentResource):
         return VirtualBoxMembers(name, local_args, opts=opts).machines
 
     def _rollout(self, name: str, after: list[pulumi.Resource]) -> None:
-        """New members join, then renewed certificates, a new etcd release and changed flags
+        """Members leave, new members join, then renewed certificates, a new etcd release and changed flags
         reach running members, one at a time (components/rollout.py)."""
         spec = self.spec
         if self.pki.deploy_key is None:
@@ -165,8 +165,10 @@ class EtcdCluster(pulumi.ComponentResource):
             addresses[member_name] = address
         release = spec.release
         members = {member.name: member for member in self.topology.members}
+        possible = {member.name: member for member in possible_members(spec)}
         MemberRollout(f"{name}-rollout", MemberRolloutArgs(
             members=self.topology.members,
+            leaving=tuple(possible[leaver] for leaver in self.membership.leavers),
             joining=tuple(members[joiner] for joiner in self.membership.joiners),
             join_endpoints=[members[running].client_url for running in self.membership.running
                             if running in members],

@@ -1,6 +1,9 @@
 """Day-2 rollouts over SSH: each member's steps pulumi-command `remote.Command`s, in one chain.
 
-First, each member that joins the running cluster (a grow), in member order: its join step
+First, each member that leaves the running cluster (a shrink), highest number first: its leave
+step (`etcd-member-leave` on the lowest-numbered member that stays: leadership moved away, the
+member removed, the cluster healthy without it); Pulumi deletes the leaving machines only after
+every step. Then each member that joins it (a grow), in member order: its join step
 (`etcd-member-join` on the new machine: added as a learner, caught up, promoted, the cluster
 healthy with it). Then per member, in member order: its certificate step (renewed server and
 peer certificates and keys), then its configuration step (the pinned etcd release and the
@@ -37,6 +40,9 @@ class MemberRolloutArgs:
     # The members that join the running cluster, in the order they join (before any other
     # step, whose gates expect every member); a join runs once per member.
     joining: tuple[Member, ...]
+    # The members that leave the running cluster, in the order they leave (before any other
+    # step, whose gates expect the members that stay).
+    leaving: tuple[Member, ...]
     # The running members' client URLs, through which a joining member reaches the cluster.
     join_endpoints: list[str]
     # What the first step waits for (the members' DNS records: a joining member's peers check
@@ -57,7 +63,8 @@ class MemberRolloutArgs:
 
 
 class MemberRollout(pulumi.ComponentResource):
-    # Every step, in the order they run: (member name, "certificates" | "configuration", step).
+    # Every step, in the order they run: (member name, "leave" | "join" | "certificates" |
+    # "configuration", step).
     steps: list[tuple[str, str, command.remote.Command]]
 
     def __init__(self, name: str, args: MemberRolloutArgs,
@@ -71,6 +78,11 @@ class MemberRollout(pulumi.ComponentResource):
                 host=args.bastion.host, port=args.bastion.port, user=args.bastion.user)
         self._proxy = proxy
         self.steps = []
+        # A member that stays runs the leaves: the leaving machine may be down.
+        stays = args.members[0]
+        for member in args.leaving:
+            self._step(member, "leave", rollout.leave_step(member.name, member.peer_url), None,
+                       runs_on=stays)
         for member in args.joining:
             # Once per member: a later change of the running members is no reason to join again.
             self._step(member, "join",
@@ -85,12 +97,13 @@ class MemberRollout(pulumi.ComponentResource):
         self.register_outputs({"steps": [f"{member}-{what}" for member, what, _ in self.steps]})
 
     def _step(self, member: Member, what: str, create: str, stdin: pulumi.Output[str] | None,
-              ignore_changes: list[str] | None = None) -> None:
+              ignore_changes: list[str] | None = None, runs_on: Member | None = None) -> None:
+        """`member`'s step `what`, run on `runs_on` (default: the member's own machine)."""
         previous: list[pulumi.Resource] = [self.steps[-1][2]] if self.steps else list(self._args.after)
         step = command.remote.Command(
             self._names.name(f"{member.name}-{what}"),
             connection=command.remote.ConnectionArgs(
-                host=self._args.addresses[member.name],
+                host=self._args.addresses[(runs_on or member).name],
                 user=rollout.ROLLOUT_USER,
                 private_key=self._args.deploy_key,
                 dial_error_limit=DIAL_ERROR_LIMIT,

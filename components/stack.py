@@ -46,8 +46,8 @@ def build_clusters(settings: Settings) -> tuple[EtcdCluster, EtcdCluster | None]
 def membership_plans(main: ClusterSpec, events: ClusterSpec | None
                      ) -> tuple[membership.MembershipPlan, membership.MembershipPlan | None]:
     """Each cluster's founders and joiners, from the members the stack's last update recorded;
-    stops before any resource is registered when a running cluster would lose members, or
-    gain some it cannot add (model/membership.py says why)."""
+    stops before any resource is registered when a running cluster would gain or lose members
+    in a way `pulumi up` cannot make safe (model/membership.py says why)."""
     recorded = recorded_outputs()
     problems = []
     plans: list[membership.MembershipPlan | None] = []
@@ -61,7 +61,8 @@ def membership_plans(main: ClusterSpec, events: ClusterSpec | None
         founders = membership.recorded_founder_names(recorded,
                                                      prefix + membership.FOUNDERS_OUTPUT)
         change = membership.membership_change(spec.name, setting, running, wanted)
-        refusal = change.refusal(spec.rollout.enabled) if change is not None else None
+        refusal = (change.refusal(spec.rollout.enabled, spec.protect_members)
+                   if change is not None else None)
         if refusal is not None:
             problems.append(refusal)
         plans.append(membership.membership_plan(running, founders, wanted))

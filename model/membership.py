@@ -7,9 +7,18 @@ Pure: no Pulumi imports. A cluster's members are decided by its member count (`e
 A grow is an ordinary `pulumi up` (`MembershipPlan`): every member the count adds boots with
 user-data that does not start etcd, and joins the running cluster through etcd's learners,
 one member at a time, lowest number first (`etcd-member-join`, run by the rollout over SSH,
-components/rollout.py). A shrink is refused before any resource is registered: a deleted
-machine that etcd still counts as a voter costs the cluster its fault tolerance, or its quorum
-(3 -> 1 deletes two of three voters), and `pulumi up` does not remove members yet.
+components/rollout.py). So is a shrink: every member the count removes leaves the cluster
+first, one at a time, highest number first (`etcd-member-leave`, run on the lowest-numbered
+member that stays), and only then does Pulumi delete its machine, volume, records and
+certificates (the engine deletes what the program no longer registers after everything it
+registers, the leave steps included). A deleted machine that etcd still counted as a voter
+would cost the cluster its fault tolerance, or its quorum.
+
+Refused before any resource is registered, with the setting and the fix (`refusal`): a shrink
+that leaves fewer than a majority of the running members (each leave needs the rest of the
+cluster healthy, and a smaller remainder could no longer outvote the members it loses on the
+way), a shrink of protected members (Pulumi cannot delete them), and any change without the
+rollout's SSH channel.
 """
 
 from __future__ import annotations
@@ -60,19 +69,33 @@ class MembershipPlan:
     joiners: tuple[str, ...]
     # The members the stack's record says run; empty for a new cluster.
     running: tuple[str, ...] = ()
+    # The running members the settings no longer want, in the order they leave (highest
+    # number first): each leaves before Pulumi deletes its machine.
+    leavers: tuple[str, ...] = ()
 
 
 def membership_plan(running: Sequence[str] | None, founders: Sequence[str] | None,
                     wanted: Sequence[str]) -> MembershipPlan:
     """The plan for the wanted members, from the record: a new cluster is founded by all of
-    them; a running one keeps its founders (the members it runs when the record has none) and
-    every other wanted member joins it."""
+    them; a running one keeps its founders (the members it runs when the record has none),
+    every other wanted member joins it, and every running member not wanted leaves it."""
     if not running:
         return MembershipPlan(founders=tuple(wanted), joiners=())
     kept = tuple(name for name in (founders or running) if name in wanted)
     return MembershipPlan(founders=kept,
                           joiners=tuple(name for name in wanted if name not in kept),
-                          running=tuple(running))
+                          running=tuple(running),
+                          leavers=leaving_order(running, wanted))
+
+
+def leaving_order(running: Sequence[str], wanted: Sequence[str]) -> tuple[str, ...]:
+    """The running members not wanted, highest number first (the record lists members in
+    member order): the members a shrink removes keep the lowest numbers in use."""
+    return tuple(reversed([name for name in running if name not in wanted]))
+
+
+def majority(count: int) -> int:
+    return count // 2 + 1
 
 
 @dataclass(frozen=True)
@@ -91,31 +114,53 @@ class MembershipChange:
     @property
     def leaving(self) -> tuple[str, ...]:
         """The members to remove, in the order they would leave (highest number first)."""
-        return tuple(reversed([name for name in self.running if name not in self.wanted]))
+        return leaving_order(self.running, self.wanted)
 
-    def refusal(self, rollout_enabled: bool) -> str | None:
-        """Why `pulumi up` cannot make this change, with the fix; None for a grow it makes."""
+    def refusal(self, rollout_enabled: bool, protect_members: bool) -> str | None:
+        """Why `pulumi up` cannot make this change, with the fix; None for a change it makes."""
         count = len(self.running)
         runs_with = (f"etcd cluster {self.cluster}, which runs with {count} "
                      f"member{'s' if count != 1 else ''} ({', '.join(self.running)})")
-        set_back = f"Set it back: `pulumi config set {self.setting} {count}`."
+        setting = f"{setting_name(self.setting)} = {len(self.wanted)}"
+        set_back = f"set it back: `pulumi config set {self.setting} {count}`"
         if self.leaving:
-            return (
-                f"{setting_name(self.setting)} = {len(self.wanted)}: would remove "
-                f"{', then '.join(self.leaving)} from {runs_with}: `pulumi up` does not remove "
-                "members of a running cluster yet (a deleted machine would still count towards "
-                f"quorum). {set_back} To remove a member by hand, follow the README's "
-                "\"Replacing one member\" (etcd-member-leave first)."
-            )
+            would = f"{setting}: would remove {', then '.join(self.leaving)} from {runs_with}"
+            if count - len(self.leaving) < majority(count):
+                return f"{would}, {self._too_small(count)}. Or {set_back}."
+            if not rollout_enabled:
+                return (f"{would}, but members leave over the rollout's SSH channel and "
+                        "rolloutVia is none. Set `pulumi config set rolloutVia private` (or "
+                        f"public), or {set_back}.")
+            if protect_members:
+                return (
+                    f"{would}, but protectMembers is on, so Pulumi cannot delete their machines "
+                    "and volumes. Lift it for the shrink: `pulumi config set protectMembers "
+                    "false` and `pulumi up` (it changes only the protection), then this "
+                    f"`pulumi up`, then `pulumi config set protectMembers true` and `pulumi up`; "
+                    f"or {set_back}."
+                )
+            return None
         if self.joining and not rollout_enabled:
             return (
-                f"{setting_name(self.setting)} = {len(self.wanted)}: would add "
-                f"{', then '.join(self.joining)} to {runs_with}, but new members join over the "
-                "rollout's SSH channel and rolloutVia is none. Set `pulumi config set rolloutVia "
-                f"private` (or public), or set it back: `pulumi config set {self.setting} "
-                f"{count}`."
+                f"{setting}: would add {', then '.join(self.joining)} to {runs_with}, but new "
+                "members join over the rollout's SSH channel and rolloutVia is none. Set "
+                f"`pulumi config set rolloutVia private` (or public), or {set_back}."
             )
         return None
+
+    def _too_small(self, count: int) -> str:
+        """Why a shrink to fewer than a majority of `count` is refused, and what is allowed."""
+        smallest = next(size for size in range(majority(count), count + 1) if size % 2 == 1)
+        reason = (f"leaving {count - len(self.leaving)}, fewer than a majority ({majority(count)}) of "
+                  f"its {count}: a `pulumi up` removes at most {count - majority(count)} of "
+                  f"{count} members, so the members that stay always outvote those that go")
+        if smallest < count:
+            return (f"{reason}. Shrink in steps: `pulumi config set {self.setting} {smallest}` "
+                    "and `pulumi up` first")
+        return (f"{reason}, and an etcd cluster has an odd number of members, so a cluster of "
+                f"{count} cannot shrink by `pulumi up`. For a smaller cluster, create a new one "
+                "and restore a snapshot of this one into it (README, \"Backups and disaster "
+                "recovery\")")
 
 
 def membership_change(cluster: str, setting: str, running: Sequence[str] | None,

@@ -24,6 +24,8 @@ MEMBER_LEAVE = f"{SBIN}/etcd-member-leave"
 SUDO_COMMANDS = (GATE, INSTALL_CERTS, RECONFIGURE, MEMBER_JOIN, MEMBER_LEAVE)
 # How long a joining learner may take to catch up before the join removes it again.
 JOIN_TIMEOUT_SECONDS = 600
+# How long a leave may wait for each of its gates and for leadership to move.
+LEAVE_TIMEOUT_SECONDS = 300
 # How long a gate waits for the whole cluster to be healthy before it stops the rollout.
 GATE_TIMEOUT_SECONDS = 600
 
@@ -94,6 +96,16 @@ def join_step(name: str, peer_url: str, endpoints: list[str]) -> str:
                        "--endpoints", ",".join(endpoints),
                        "--timeout", str(JOIN_TIMEOUT_SECONDS)])
     return f"{wait}; {join}"
+
+
+def leave_step(name: str, peer_url: str) -> str:
+    """The remote command of one member's leave, run on a member that stays (the leaving
+    machine may be down): `etcd-member-leave` moves leadership away from the member, removes
+    it, and checks the cluster healthy without it; refused, changing nothing, when the rest of
+    the cluster is not healthy. The peer URL also finds a member whose join was interrupted
+    before it first started (etcd lists it without a name)."""
+    return shlex.join(["sudo", "-n", MEMBER_LEAVE, "--name", name, "--peer-url", peer_url,
+                       "--timeout", str(LEAVE_TIMEOUT_SECONDS)])
 
 
 def not_configured_warning(cluster: str) -> str:

@@ -69,19 +69,23 @@ class Topology:
         return (len(self.members) - 1) // 2
 
 
-def build_topology(cluster: ClusterSpec) -> Topology:
+def possible_members(cluster: ClusterSpec) -> tuple[Member, ...]:
+    """Every member the cluster can ever have, 1 to MAX_MEMBERS, whatever its count: a member
+    is its number (its name, FQDN and local address follow from it)."""
     def static_ipv4(index: int) -> str | None:
         if not cluster.is_local:
             return None
         return local_network.member_ipv4(cluster.local.network_cidr, index,
                                          cluster.first_member_host)
 
-    def member(index: int) -> Member:
-        return Member(index=index, name=f"{cluster.member_prefix}-{index}",
-                      fqdn=f"{cluster.member_prefix}-{index}.{cluster.dns_domain}",
-                      static_ipv4=static_ipv4(index))
+    return tuple(Member(index=index, name=f"{cluster.member_prefix}-{index}",
+                        fqdn=f"{cluster.member_prefix}-{index}.{cluster.dns_domain}",
+                        static_ipv4=static_ipv4(index))
+                 for index in range(1, local_network.MAX_MEMBERS + 1))
 
-    possible = [member(index) for index in range(1, local_network.MAX_MEMBERS + 1)]
+
+def build_topology(cluster: ClusterSpec) -> Topology:
+    possible = possible_members(cluster)
     return Topology(
         cluster_name=cluster.name,
         dns_domain=cluster.dns_domain,

@@ -74,6 +74,8 @@ class Project:
     user: tuple[int, int] | None = None
     # Where the program's files come from: this checkout, or an older version of it.
     source: Path = REPO
+    # Which of them make the program (another program: its own files).
+    files: tuple[str, ...] = PROGRAM_FILES
     home: Path = field(init=False)
     state: Path = field(init=False)
 
@@ -91,7 +93,7 @@ class Project:
                     os.chown(path, *self.user)
 
     def _copy_program(self, source: Path) -> None:
-        for name in PROGRAM_FILES:
+        for name in self.files:
             if (source / name).is_dir():
                 shutil.copytree(source / name, self.directory / name,
                                 ignore=shutil.ignore_patterns("__pycache__", ".local"))
@@ -100,7 +102,7 @@ class Project:
 
     def replace_program(self, source: Path) -> None:
         """The program's files, now from `source` (an upgrade of the program on a live stack)."""
-        for name in PROGRAM_FILES:
+        for name in self.files:
             target = self.directory / name
             if target.is_dir():
                 shutil.rmtree(target)

@@ -235,7 +235,8 @@ def check_shrink_refused(local: Any) -> None:
     assert refused.returncode != 0, shown
     assert ("etcd-cluster:eventsMemberCount = 1: would remove etcd-events-3, then etcd-events-2 "
             "from etcd cluster e2e-events, which runs with 3 members (etcd-events-1, "
-            "etcd-events-2, etcd-events-3)") in shown, shown
+            "etcd-events-2, etcd-events-3), leaving 1, fewer than a majority (2) of its 3"
+            ) in shown, shown
     assert "`pulumi config set eventsMemberCount 3`" in shown, shown
     assert local.project.resources(STACK) == before
     local.pulumi("config", "set", "eventsMemberCount", "3")

@@ -1,11 +1,16 @@
 """A running cluster's membership under mocks: the program reads the members (and founders) its
-stack's last update recorded; a grow becomes join steps, a shrink is refused before any resource.
+stack's last update recorded; a grow becomes join steps, a shrink leave steps, and what
+`pulumi up` cannot make safe is refused before any resource.
 
 A grow 3 -> 5 of a running cluster: the founders' user-data is as before (it lists the 3
 founders; running machines ignore user-data changes anyway), the new members' user-data writes
 no initial-cluster file (their etcd stays down until they join), and each new member gets a join
 step on its own machine, lowest number first, before every other rollout step (whose gates
 expect 5), each step waiting for the one before. The outputs list 5 members and the 3 founders.
+
+A shrink 5 -> 3: the program no longer registers etcd-4's and etcd-5's machines, certificates
+and records (the engine deletes them after every step it runs), and etcd-5, then etcd-4 leave
+first, by steps run on etcd-1, before every other step (whose gates expect 3).
 """
 
 from __future__ import annotations
@@ -105,12 +110,66 @@ def test_members_that_joined_keep_their_join_and_their_user_data_in_the_next_run
     assert run.outputs["founding_members"].value == FOUNDERS
 
 
-def test_a_shrink_of_a_running_cluster_is_refused_before_any_resource() -> None:
+FIVE = {"members": [{"name": f"etcd-{n}"} for n in range(1, 6)],
+        "founding_members": FOUNDERS}
+
+
+@pytest.fixture(scope="module")
+def shrunk() -> ProgramRun:
+    return run_program({**QEMU, "memberCount": 3}, "local", recorded_outputs=FIVE)
+
+
+def test_a_shrink_registers_no_machine_certificate_or_step_of_the_leaving_members(
+        shrunk: ProgramRun) -> None:
+    assert sorted(machine_user_data(shrunk)) == FOUNDERS
+    for registration in shrunk.registrations:
+        if registration.short_name.endswith("-leave"):
+            continue
+        assert not any(name in registration.short_name for name in ("etcd-4", "etcd-5")), (
+            registration.short_name)
+    assert [member["name"] for member in shrunk.outputs["members"].value] == FOUNDERS
+    assert shrunk.outputs["founding_members"].value == FOUNDERS
+
+
+def test_the_leaving_members_leave_highest_first_from_a_member_that_stays_before_any_other_step(
+        shrunk: ProgramRun) -> None:
+    steps = shrunk.of_type(REMOTE)
+    assert [step.short_name.rsplit("-rollout-", 1)[-1] for step in steps[:2]] == [
+        "etcd-5-leave", "etcd-4-leave"]
+    assert not [step for step in steps[2:] if step.short_name.endswith(("-leave", "-join"))]
+    for step, name in zip(steps[:2], ("etcd-5", "etcd-4"), strict=True):
+        # etcd-1 runs the leave: the leaving machine may be down.
+        assert step.inputs["connection"]["host"] == "192.168.56.11"
+        assert step.inputs["create"] == (
+            f"sudo -n /usr/local/sbin/etcd-member-leave --name {name} --peer-url "
+            f"https://{name}.local.etcd.internal:2380 --timeout {rollout.LEAVE_TIMEOUT_SECONDS}")
+    step_urns = {step.urn for step in steps}
+    for previous, step in itertools.pairwise(steps):
+        assert step.all_dependencies & step_urns == {previous.urn}, step.short_name
+    assert all("--expect-members 3 " in step.inputs["create"] for step in steps[2:])
+
+
+def test_the_run_after_a_shrink_has_no_leave_step() -> None:
+    run = run_program({**QEMU, "memberCount": 3}, "local", recorded_outputs={
+        "members": RUNNING["members"], "founding_members": FOUNDERS})
+    assert not [step for step in run.of_type(REMOTE) if step.short_name.endswith("-leave")]
+
+
+def test_a_shrink_to_fewer_than_a_majority_is_refused_before_any_resource() -> None:
     with pytest.raises(ProgramError) as failure:
         run_program({**QEMU, "memberCount": 1}, "local", recorded_outputs=RUNNING)
     assert ("etcd-cluster:memberCount = 1: would remove etcd-3, then etcd-2 from etcd cluster "
             "local") in str(failure.value)
+    assert "fewer than a majority (2) of its 3" in str(failure.value)
     assert "`pulumi config set memberCount 3`" in str(failure.value)
+    assert [reg.type for reg in failure.value.registrations] == ["pulumi:pulumi:Stack"]
+
+
+def test_a_shrink_of_protected_members_is_refused_before_any_resource() -> None:
+    with pytest.raises(ProgramError) as failure:
+        run_program({**QEMU, "memberCount": 3, "protectMembers": True}, "local",
+                    recorded_outputs=FIVE)
+    assert "protectMembers is on" in str(failure.value)
     assert [reg.type for reg in failure.value.registrations] == ["pulumi:pulumi:Stack"]
 
 
@@ -132,5 +191,6 @@ def test_the_events_cluster_is_checked_against_its_own_recorded_members() -> Non
     message = str(failure.value)
     assert ("etcd-cluster:eventsMemberCount = 1: would remove etcd-events-3, then etcd-events-2 "
             "from etcd cluster local-events") in message
+    assert "fewer than a majority" in message
     assert "memberCount =" not in message.replace("eventsMemberCount", "")
     run_program(config, "local", recorded_outputs={"members": RUNNING["members"]})
