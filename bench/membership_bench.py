@@ -82,11 +82,11 @@ def measure(line: str) -> dict[str, Any]:
                 ended = time.monotonic()
                 if not result.ok:
                     raise RuntimeError(f"{what} failed:\n{result}")
-                member = what.split()[1]
+                changed = what.split()[1]
                 if what.startswith("join"):
-                    voting.append(member)
+                    voting.append(changed)
                 else:
-                    voting.remove(member)
+                    voting.remove(changed)
                 figures[f"{what} s"] = ended - started
                 figures[f"{what} longest write gap s"] = writer.longest_gap(started, ended)
                 writer.wait_for(10)

@@ -19,6 +19,7 @@ membership scripts on real etcd (tests/test_membership_scripts.py).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,7 @@ def update(project: Project, log: Path, **values: object) -> list[str]:
 
 
 @pytest.fixture
-def project() -> Project:
+def project() -> Iterator[Project]:
     toolchain = toolchain_or_skip()
     with scratch_dir("engine-order-") as directory:
         project = Project(directory / "project", toolchain, source=PROGRAM,
