@@ -28,7 +28,7 @@ from components.cloudflare import CloudflareRecords, CloudflareRecordsArgs
 from components.digitalocean import DigitalOceanMembers, DigitalOceanMembersArgs, volume_device
 from components.local_vms import LocalVm, LocalVmMembersArgs
 from components.naming import ChildNames
-from components.nodes import MemberMachine
+from components.nodes import MachineReplacement, MemberMachine
 from components.pki import (
     APISERVER_CLIENT,
     HEALTHCHECK_CLIENT,
@@ -38,9 +38,9 @@ from components.pki import (
     EtcdPkiArgs,
 )
 from components.qemu import QemuMembers
-from components.rollout import MemberRollout, MemberRolloutArgs
+from components.rollout import MemberRollout, MemberRolloutArgs, replacement_leave
 from components.virtualbox import VirtualBoxMembers
-from model import consumers, expiry, membership, releases, rollout
+from model import consumers, expiry, membership, releases, replacement, rollout
 from model.cluster_spec import ClusterSpec
 from model.firewall import inbound_rules
 from model.topology import Member, Topology, build_topology, possible_members
@@ -93,7 +93,11 @@ class EtcdCluster(pulumi.ComponentResource):
             member.name: self._user_data(member) for member in self.topology.members
         }
         self.vpc_id = None
-        self.machines = self._machines(names.name("members"), args, names.opts("members"))
+        replacement_leave = self._replacement_leave(names)
+        self.machines = self._machines(names.name("members"), args, names.opts("members"),
+                                       MachineReplacement(
+                                           generations=self.membership.generations,
+                                           after=replacement_leave))
         records = None
         if spec.dns_records is not None:
             records = CloudflareRecords(names.name("dns"), CloudflareRecordsArgs(
@@ -115,8 +119,29 @@ class EtcdCluster(pulumi.ComponentResource):
         if production_warning is not None:
             pulumi.log.warn(f"etcd cluster {spec.name}: {production_warning}", self)
 
-    def _machines(self, name: str, args: EtcdClusterArgs,
-                  opts: pulumi.ResourceOptions) -> dict[str, MemberMachine]:
+    def _replacement_leave(self, names: ChildNames) -> dict[str, list[pulumi.Resource]]:
+        """The leave of the member whose machine this update replaces, on a member that stays
+        (model/replacement.py); per member name, what its machine's replacement waits for."""
+        replacing = self.membership.replacing
+        if replacing is None:
+            return {}
+        assert self.pki.deploy_key is not None, "a replacement without the rollout was refused"
+        members = {member.name: member for member in self.topology.members}
+        runs_on = replacement.stays_to_run_the_leave(replacing, list(members))
+        private, public = self.membership.addresses.get(runs_on, (None, None))
+        address = public if self.spec.rollout.via == "public" else private
+        if address is None:
+            raise ValueError(f"the stack records no address of {runs_on}, which would run the "
+                             f"leave of {replacing}: run `pulumi up` once without "
+                             "replaceMember (it records the members' addresses)")
+        leave = replacement_leave(
+            names.name(f"{replacing}-replacement-leave"), members[replacing], address,
+            self.pki.deploy_key.private_key_openssh, self.spec.rollout.bastion,
+            names.opts(f"{replacing}-replacement-leave"))
+        return {replacing: [leave]}
+
+    def _machines(self, name: str, args: EtcdClusterArgs, opts: pulumi.ResourceOptions,
+                  replacing: MachineReplacement) -> dict[str, MemberMachine]:
         spec = args.spec
         if spec.backend == "digitalocean":
             members = DigitalOceanMembers(name, DigitalOceanMembersArgs(
@@ -131,6 +156,7 @@ class EtcdCluster(pulumi.ComponentResource):
                 firewall_rules=tuple(inbound_rules(spec)),
                 vpc_id=args.vpc_id,
                 keep_unprefixed_names=args.keep_unprefixed_names,
+                replacement=replacing,
             ), opts=opts)
             self.vpc_id = members.vpc_id
             return members.machines
@@ -142,6 +168,7 @@ class EtcdCluster(pulumi.ComponentResource):
             user_data=self.user_data,
             protect=spec.protect_members,
             keep_unprefixed_names=args.keep_unprefixed_names,
+            replacement=replacing,
         )
         if spec.backend == "qemu":
             return QemuMembers(name, local_args, opts=opts).machines
@@ -170,8 +197,10 @@ class EtcdCluster(pulumi.ComponentResource):
             members=self.topology.members,
             leaving=tuple(possible[leaver] for leaver in self.membership.leavers),
             joining=tuple(members[joiner] for joiner in self.membership.joiners),
+            generations=self.membership.generations,
+            # Not the replaced member's: it has left.
             join_endpoints=[members[running].client_url for running in self.membership.running
-                            if running in members],
+                            if running in members and running != self.membership.replacing],
             after=after,
             addresses=addresses,
             bundles={member.name: self._certificate_bundle(member)
@@ -256,9 +285,16 @@ class EtcdCluster(pulumi.ComponentResource):
                     "fqdn": member.fqdn,
                     "private_ipv4": self.machines[member.name].private_ipv4,
                     "public_ipv4": self.machines[member.name].public_ipv4,
+                    membership.GENERATION: self.membership.generations.get(member.name, 0),
                 }
                 for member in self.topology.members
             ],
+            # The member replaceMember named when this update ran (model/replacement.py): the
+            # next run replaces it only if the setting changed since.
+            replacement.REPLACED_OUTPUT: (spec.rollout.replace_member
+                                          if spec.rollout.replace_member in
+                                          [member.name for member in self.topology.members]
+                                          else None),
             # The members that founded the cluster (the others joined it): what the next run
             # reads back to tell founders from joiners.
             membership.FOUNDERS_OUTPUT: list(self.membership.founders),

@@ -4,20 +4,21 @@ Replacing several members at once loses quorum and can lose data, so nothing thi
 change replaces a droplet: user-data, image and SSH keys (all of which DigitalOcean can only
 apply by rebuilding the droplet) are ignored after creation, and with `protectMembers` (the
 default) droplets and volumes are protected, so even a renamed cluster or a moved region fails
-at preview instead of replacing members. Replacing one member is a deliberate day-2 operation
-(README: "Replacing a member").
+at preview instead of replacing members. Replacing one member is a deliberate `replaceMember`
+(model/replacement.py): its droplet is deleted and created again, and its volume, kept, is
+attached to the new one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_digitalocean as do
 
 from components.naming import ChildNames
-from components.nodes import MemberMachine
+from components.nodes import MachineReplacement, MemberMachine
 from model.cluster_spec import DropletSpec
 from model.firewall import InboundRule
 from model.topology import Member
@@ -54,6 +55,7 @@ class DigitalOceanMembersArgs:
     # VPC of this cluster's own.
     vpc_id: pulumi.Input[str] | None = None
     keep_unprefixed_names: bool = False
+    replacement: MachineReplacement = field(default_factory=MachineReplacement)
 
 
 class DigitalOceanMembers(pulumi.ComponentResource):
@@ -109,13 +111,17 @@ class DigitalOceanMembers(pulumi.ComponentResource):
                 tags=tags,
                 user_data=args.user_data[member.name],
                 opts=names.opts(member.name, protect=args.protect,
-                                ignore_changes=REBUILD_PROPERTIES),
+                                ignore_changes=REBUILD_PROPERTIES,
+                                replacement_trigger=args.replacement.trigger(member.name),
+                                delete_before_replace=True,
+                                depends_on=args.replacement.waits_for(member.name)),
             )
+            # A volume attaches to one droplet: the old attachment goes first.
             do.VolumeAttachment(
                 names.name(f"{member.name}-data-attachment"),
                 droplet_id=droplet.id.apply(int),
                 volume_id=volume.id,
-                opts=names.opts(f"{member.name}-data-attachment"),
+                opts=names.opts(f"{member.name}-data-attachment", delete_before_replace=True),
             )
             self.machines[member.name] = MemberMachine(
                 private_ipv4=droplet.ipv4_address_private,

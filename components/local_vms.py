@@ -6,20 +6,21 @@ user-data (stdin) and waits for cloud-init; the delete script stops it and remov
 pulumi-command re-runs `create` when an input changes, on a VM that already exists; so, as on
 DigitalOcean, nothing this program may change touches a running member: every input is in
 `ignore_changes`, and with `protectMembers` the commands are protected. Replacing a member is a
-deliberate `pulumi up --replace <urn>`, one member at a time (README: "Replacing a member").
+deliberate `replaceMember` (model/replacement.py): its VM is deleted and created again, with a
+new, empty data disk (the disk is one of the VM's files).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_command as command
 
 from components import vm_spec
 from components.naming import ChildNames
-from components.nodes import MemberMachine
+from components.nodes import MachineReplacement, MemberMachine
 
 COMMAND_INPUTS = ["create", "delete", "environment", "interpreter", "stdin", "dir"]
 
@@ -41,6 +42,7 @@ class LocalVmMembersArgs:
     user_data: Mapping[str, pulumi.Output[str]]
     protect: bool
     keep_unprefixed_names: bool = False
+    replacement: MachineReplacement = field(default_factory=MachineReplacement)
 
 
 class LocalVmMembers(pulumi.ComponentResource):
@@ -62,7 +64,10 @@ class LocalVmMembers(pulumi.ComponentResource):
                 # The scripts print progress only; the user-data never reaches their output.
                 logging=command.local.Logging.STDOUT_AND_STDERR,
                 opts=names.opts(member_name, protect=args.protect,
-                                ignore_changes=COMMAND_INPUTS),
+                                ignore_changes=COMMAND_INPUTS,
+                                replacement_trigger=args.replacement.trigger(member_name),
+                                delete_before_replace=True,
+                                depends_on=args.replacement.waits_for(member_name)),
             )
             # The address is static, but DNS records and outputs should follow the VM's creation.
             self.machines[member_name] = MemberMachine(

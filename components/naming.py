@@ -25,9 +25,13 @@ class ChildNames:
 
     def opts(self, what: str, *, protect: bool | None = None,
              ignore_changes: list[str] | None = None,
-             depends_on: list[pulumi.Resource] | None = None) -> pulumi.ResourceOptions:
+             depends_on: list[pulumi.Resource] | None = None,
+             replacement_trigger: int | None = None,
+             delete_before_replace: bool | None = None) -> pulumi.ResourceOptions:
         """Options of the child `what`: this component as parent, and its old name as alias."""
         aliases: list[pulumi.Input[str] | pulumi.Alias] | None = (
             [pulumi.Alias(name=what)] if self._keep_unprefixed else None)
         return pulumi.ResourceOptions(parent=self._parent, aliases=aliases, protect=protect,
-                                      ignore_changes=ignore_changes, depends_on=depends_on)
+                                      ignore_changes=ignore_changes, depends_on=depends_on,
+                                      replacement_trigger=replacement_trigger,
+                                      delete_before_replace=delete_before_replace)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pulumi
+
 from components.cluster import EtcdCluster, EtcdClusterArgs
 from components.config import StackSettingsError
 from components.recorded import recorded_outputs
-from model import consumers, membership
+from model import consumers, membership, replacement
 from model.cluster_spec import ClusterSpec, events_cluster, main_cluster
 from model.settings import Settings
 from model.topology import build_topology
@@ -45,27 +47,54 @@ def build_clusters(settings: Settings) -> tuple[EtcdCluster, EtcdCluster | None]
 
 def membership_plans(main: ClusterSpec, events: ClusterSpec | None
                      ) -> tuple[membership.MembershipPlan, membership.MembershipPlan | None]:
-    """Each cluster's founders and joiners, from the members the stack's last update recorded;
-    stops before any resource is registered when a running cluster would gain or lose members
-    in a way `pulumi up` cannot make safe (model/membership.py says why)."""
+    """Each cluster's founders, joiners, leavers and replaced member, from the members the
+    stack's last update recorded; stops before any resource is registered when a running
+    cluster would change its members in a way `pulumi up` cannot make safe (model/membership.py
+    and model/replacement.py say why)."""
     recorded = recorded_outputs()
     problems = []
     plans: list[membership.MembershipPlan | None] = []
+    requested = main.rollout.replace_member
+    names: dict[str, list[str]] = {}
     for spec, setting, prefix in ((main, "memberCount", ""),
                                   (events, "eventsMemberCount", EVENTS_PREFIX)):
         if spec is None:
             plans.append(None)
             continue
         wanted = [member.name for member in build_topology(spec).members]
-        running = membership.recorded_member_names(recorded, prefix + membership.MEMBERS_OUTPUT)
+        names[spec.name] = wanted
+        members_output = prefix + membership.MEMBERS_OUTPUT
+        running = membership.recorded_member_names(recorded, members_output)
         founders = membership.recorded_founder_names(recorded,
                                                      prefix + membership.FOUNDERS_OUTPUT)
+        generations = membership.recorded_generations(recorded, members_output)
         change = membership.membership_change(spec.name, setting, running, wanted)
         refusal = (change.refusal(spec.rollout.enabled, spec.protect_members)
                    if change is not None else None)
         if refusal is not None:
             problems.append(refusal)
-        plans.append(membership.membership_plan(running, founders, wanted))
+        replacing = None
+        if requested is not None and requested in wanted:
+            replaced_before = recorded.get(prefix + replacement.REPLACED_OUTPUT)
+            replacing = replacement.replacing_now(requested, replaced_before, running)
+            if running is None or requested not in running:
+                problems.append(replacement.not_running_refusal(requested, spec.name,
+                                                                running or ()))
+            elif requested == replaced_before:
+                pulumi.log.warn(replacement.already_replaced_warning(requested, spec.name))
+            else:
+                request = replacement.ReplacementRequest(
+                    cluster=spec.name, count_setting=setting, member=requested,
+                    running=tuple(running), wanted=tuple(wanted),
+                    generations_recorded=generations is not None)
+                refused = request.refusal(spec.rollout.enabled, spec.protect_members)
+                if refused is not None:
+                    problems.append(refused)
+        plans.append(membership.membership_plan(
+            running, founders, wanted, generations, replacing,
+            membership.recorded_addresses(recorded, members_output)))
+    if requested is not None and not any(requested in wanted for wanted in names.values()):
+        problems.append(replacement.unknown_member_refusal(requested, names))
     if problems:
         raise StackSettingsError(problems)
     main_plan, events_plan = plans

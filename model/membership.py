@@ -24,7 +24,7 @@ rollout's SSH channel.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from model.settings.parsing import setting_name
@@ -33,6 +33,9 @@ from model.settings.parsing import setting_name
 # the members that founded it; an events cluster's carry the events prefix.
 MEMBERS_OUTPUT = "members"
 FOUNDERS_OUTPUT = "founding_members"
+# Each member's entry in MEMBERS_OUTPUT: how many times a `pulumi up` replaced its machine (the
+# machine's and its join step's replacement trigger).
+GENERATION = "generation"
 
 
 def recorded_member_names(outputs: Mapping[str, Any], output_name: str) -> tuple[str, ...] | None:
@@ -45,6 +48,37 @@ def recorded_member_names(outputs: Mapping[str, Any], output_name: str) -> tuple
     if not names or not all(isinstance(name, str) and name for name in names):
         return None
     return tuple(str(name) for name in names)
+
+
+def recorded_generations(outputs: Mapping[str, Any], output_name: str) -> dict[str, int] | None:
+    """Per member name its generation, as the stack output lists them; None when a member has
+    none (the stack was last updated by a version of this program that did not record them)."""
+    members = outputs.get(output_name)
+    if not isinstance(members, list) or not members:
+        return None
+    found = {}
+    for member in members:
+        if not isinstance(member, dict):
+            return None
+        name, generation = member.get("name"), member.get(GENERATION)
+        # JSON numbers may come back as floats.
+        if not isinstance(name, str) or not isinstance(generation, int | float):
+            return None
+        found[name] = int(generation)
+    return found
+
+
+def recorded_addresses(outputs: Mapping[str, Any], output_name: str
+                       ) -> dict[str, tuple[str | None, str | None]]:
+    """Per member name its (private, public) IPv4 address, as the stack output lists them."""
+    members = outputs.get(output_name)
+    found: dict[str, tuple[str | None, str | None]] = {}
+    for member in members if isinstance(members, list) else []:
+        if isinstance(member, dict) and isinstance(member.get("name"), str):
+            private, public = member.get("private_ipv4"), member.get("public_ipv4")
+            found[member["name"]] = (private if isinstance(private, str) else None,
+                                     public if isinstance(public, str) else None)
+    return found
 
 
 def recorded_founder_names(outputs: Mapping[str, Any], output_name: str) -> tuple[str, ...] | None:
@@ -72,20 +106,40 @@ class MembershipPlan:
     # The running members the settings no longer want, in the order they leave (highest
     # number first): each leaves before Pulumi deletes its machine.
     leavers: tuple[str, ...] = ()
+    # The member whose machine this run replaces (model/replacement.py): it leaves, its machine
+    # is deleted and created again, and it joins as a new member (one of `joiners`).
+    replacing: str | None = None
+    # Per wanted member: its generation (its machine's replacement trigger), raised for the
+    # member this run replaces.
+    generations: Mapping[str, int] = field(default_factory=dict)
+    # Per running member: its (private, public) address as the stack recorded it (the member
+    # that runs a replaced member's leave is reached there: its machine stays as it is).
+    addresses: Mapping[str, tuple[str | None, str | None]] = field(default_factory=dict)
 
 
 def membership_plan(running: Sequence[str] | None, founders: Sequence[str] | None,
-                    wanted: Sequence[str]) -> MembershipPlan:
+                    wanted: Sequence[str], generations: Mapping[str, int] | None = None,
+                    replacing: str | None = None,
+                    addresses: Mapping[str, tuple[str | None, str | None]] | None = None
+                    ) -> MembershipPlan:
     """The plan for the wanted members, from the record: a new cluster is founded by all of
     them; a running one keeps its founders (the members it runs when the record has none),
-    every other wanted member joins it, and every running member not wanted leaves it."""
+    every other wanted member joins it, and every running member not wanted leaves it. The
+    member `replacing` names (a running member) joins again on a new machine: it is no founder
+    any more, and its generation is one more than recorded."""
+    recorded = generations or {}
+    generation = {name: recorded.get(name, 0) + (1 if name == replacing else 0)
+                  for name in wanted}
     if not running:
-        return MembershipPlan(founders=tuple(wanted), joiners=())
-    kept = tuple(name for name in (founders or running) if name in wanted)
+        return MembershipPlan(founders=tuple(wanted), joiners=(), generations=generation)
+    kept = tuple(name for name in (founders or running) if name in wanted and name != replacing)
     return MembershipPlan(founders=kept,
                           joiners=tuple(name for name in wanted if name not in kept),
                           running=tuple(running),
-                          leavers=leaving_order(running, wanted))
+                          leavers=leaving_order(running, wanted),
+                          replacing=replacing,
+                          generations=generation,
+                          addresses=dict(addresses or {}))
 
 
 def leaving_order(running: Sequence[str], wanted: Sequence[str]) -> tuple[str, ...]:

@@ -49,6 +49,8 @@ class Bastion:
 class RolloutSpec:
     via: RolloutVia
     bastion: Bastion | None = None
+    # The member `replaceMember` names (model/replacement.py); None: no replacement.
+    replace_member: str | None = None
 
     @property
     def enabled(self) -> bool:

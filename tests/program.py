@@ -39,6 +39,7 @@ from typing import Any, cast
 
 import pulumi
 from cryptography import x509
+from google.protobuf import json_format  # type: ignore[import-untyped]
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 from pulumi.runtime.config import set_all_config
@@ -140,6 +141,9 @@ class Registration:
     # The name within its component: the component's name and `-` dropped (every resource is
     # named `f"{component}-{what}"`), so tests say `etcd-1-server-cert`, not `main-pki-etc...`.
     short_name: str = ""
+    # The `replacement_trigger` option (a change of it replaces the resource), as a plain value.
+    replacement_trigger: Any = None
+    delete_before_replace: bool = False
     id: str | None = None
     outputs: dict[str, Any] | None = None
 
@@ -462,6 +466,9 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             short_name=self._short_name(request.parent, request.name),
             inputs=_plain_number(unwrap_secrets(raw)),
             secret_inputs=frozenset(key for key, value in raw.items() if contains_secret(value)),
+            replacement_trigger=_plain_number(json_format.MessageToDict(
+                request.replacement_trigger)) if request.HasField("replacement_trigger") else None,
+            delete_before_replace=bool(request.deleteBeforeReplace),
         )
         with self._record_lock:
             self.registrations.append(registration)

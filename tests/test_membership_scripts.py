@@ -1,5 +1,6 @@
 """The day-2 membership scripts, run for real: members join as learners and leave, on etcd 3.4
-and 3.5 (the grow 3 -> 5 -> 3 also on 3.6 and 3.7), with a client writing throughout.
+and 3.5 (the grow 3 -> 5 -> 3 and the replacement also on 3.6 and 3.7), with a client writing
+throughout.
 
 `etcd-member-join` and `etcd-member-leave` (cloudinit/scripts/) run as root inside a member's
 network namespace, as the program will run them over SSH, with their paths moved into the
@@ -412,7 +413,7 @@ def test_a_join_is_refused_and_changes_nothing_on_an_unhealthy_cluster_a_taken_n
 
 # --- replacing a member ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("line", LINES)
+@pytest.mark.parametrize("line", ALL_LINES)
 def test_a_replaced_member_rejoins_with_its_old_data_moved_aside_or_from_an_empty_data_dir(
         site_factory: Callable[[str], Site], request: pytest.FixtureRequest, line: str) -> None:
     site = site_factory(line)
@@ -423,11 +424,28 @@ def test_a_replaced_member_rejoins_with_its_old_data_moved_aside_or_from_an_empt
     outputs = {}
     with Writer(cluster, PREFIX) as writer:
         writer.wait_for(10)
-        # The machine is replaced, its volume (with the removed member's data) kept.
+        # The machine is replaced, its volume (with the removed member's data) kept, as
+        # `replaceMember` does it: the leave on etcd-1 (the program's replacement_leave) ...
         old_id = site.ids()[name]
-        ok(scripts.leave(), f"leave {name}")
+        peer_url = exec_start_flag(member.unit_text, "initial-advertise-peer-urls")
+        assert peer_url is not None
+        ok(site.scripts["etcd-1"].leave(name, "--peer-url", peer_url, "--timeout", "300"),
+           f"leave {name}")
         assert (data / "member").is_dir()
-        result = ok(scripts.join(), f"join {name} with the old data")
+        deadline = time.monotonic() + 30
+        while member.running and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not member.running, "a removed etcd stops by itself"
+        # ... then the new machine boots with a joining member's user-data (no initial-cluster
+        # file) on the old volume: its unit starts etcd on the removed member's data ...
+        scripts.initial_cluster_file.unlink()
+        site.systemd.start(member)
+        stops_before = len(site.systemd.stops)
+        # ... and its join step runs, through the other members.
+        result = ok(scripts.join(endpoints=cluster.endpoints(["etcd-1", "etcd-2"])),
+                    f"join {name} with the old data")
+        assert name in [stopped for stopped, _ in site.systemd.stops[stops_before:]], (
+            "the join stops the etcd that runs on the old data before it moves the data")
         outputs["old data"] = result.stdout
         found = re.search(rf"moved {re.escape(str(data))}/member aside to (\S+)/member", result.stdout)
         assert found, result

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from model.rollout import ROLLOUT_VIAS, Bastion, RolloutSpec, RolloutVia
 from model.settings.parsing import Reader, check_range
 from model.settings.types import LOCAL_BACKENDS
@@ -30,5 +32,14 @@ def check_rollout(c: Reader, backend: str) -> RolloutSpec:
         if not user:
             c.problem("rolloutBastionUser", user, "must name the bastion's SSH user.")
         bastion = Bastion(host=host, user=user, port=port)
+    replace_member = c.value("replaceMember") or None
+    if replace_member is not None:
+        if not re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", replace_member):
+            c.problem("replaceMember", replace_member, "must be a member's name, e.g. etcd-2 "
+                      "or etcd-events-2 (the stack's `members` output lists them).")
+        elif via == "none":
+            c.problem("replaceMember", replace_member, "is set but rolloutVia is none: the "
+                      "member leaves and joins over the rollout's SSH channel; set rolloutVia "
+                      "private (or public), or remove it.")
     via_value: RolloutVia = via
-    return RolloutSpec(via=via_value, bastion=bastion)
+    return RolloutSpec(via=via_value, bastion=bastion, replace_member=replace_member)

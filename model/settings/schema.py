@@ -117,6 +117,7 @@ GROUPS: tuple[SettingGroup, ...] = (
         SettingSpec("rolloutBastionHost", "A jump host the runner reaches the members through (SSH agent authentication); empty: direct.", None, "str"),
         SettingSpec("rolloutBastionUser", "SSH user on rolloutBastionHost.", "root", "str"),
         SettingSpec("rolloutBastionPort", "SSH port of rolloutBastionHost.", 22, "int"),
+        SettingSpec("replaceMember", "The one member to replace by the next `pulumi up` (its machine died, or its disk), e.g. etcd-2 or etcd-events-2: it leaves the cluster, its machine is created again, and it joins empty and syncs. Done once: remove it after (README, \"Replacing one member\").", None, "str"),
     )),
 )
 SPECS: tuple[SettingSpec, ...] = tuple(spec for group in GROUPS for spec in group.specs)
