@@ -82,10 +82,11 @@ def recorded_addresses(outputs: Mapping[str, Any], output_name: str
 
 
 def recorded_founder_names(outputs: Mapping[str, Any], output_name: str) -> tuple[str, ...] | None:
-    """The founding members' names a stack output lists; None when it lists none (a new stack,
-    or one last updated by a version of this program that did not record them)."""
+    """The founding members' names a stack output lists (none once every founder was replaced
+    or left); None when there is no such output (a new stack, or one last updated by a version
+    of this program that did not record them)."""
     founders = outputs.get(output_name)
-    if not isinstance(founders, list) or not founders:
+    if not isinstance(founders, list):
         return None
     if not all(isinstance(name, str) and name for name in founders):
         return None
@@ -132,7 +133,8 @@ def membership_plan(running: Sequence[str] | None, founders: Sequence[str] | Non
                   for name in wanted}
     if not running:
         return MembershipPlan(founders=tuple(wanted), joiners=(), generations=generation)
-    kept = tuple(name for name in (founders or running) if name in wanted and name != replacing)
+    kept = tuple(name for name in (running if founders is None else founders)
+                 if name in wanted and name != replacing)
     return MembershipPlan(founders=kept,
                           joiners=tuple(name for name in wanted if name not in kept),
                           running=tuple(running),

@@ -10,8 +10,10 @@
   cluster grows 1 -> 3 by `pulumi up` while a client writes to it: the preview plans the new
   members' joins in member order, the new machines join through etcd's learners, the cluster is
   healthy with 3 voting members listed in the outputs, no acknowledged write is lost, and the
-  main cluster is not touched; a preview after it plans nothing. A shrink back to 1 is refused
-  before anything changes. Destroy leaves nothing.
+  main cluster is not touched; a preview after it plans nothing. Then `replaceMember` replaces
+  etcd-events-1 (a founder) under a writer: it leaves, its VM alone is replaced, it joins again
+  as a new member, nothing is lost and nothing more is planned. A shrink back to 1 is refused
+  before anything changes (it would leave fewer than a majority). Destroy leaves nothing.
 """
 
 from __future__ import annotations
@@ -182,7 +184,8 @@ def test_the_local_stack_with_an_events_cluster_brings_both_up_healthy_and_apart
 
         again = local.pulumi("preview", "--expect-no-changes", check=False)
         assert again.returncode == 0, again.stdout + again.stderr
-        check_events_cluster_grows(local, events, directory / "grown-client")
+        grown = check_events_cluster_grows(local, events, directory / "grown-client")
+        check_events_member_replaced(local, grown, directory / "replaced-client")
         check_shrink_refused(local)
 
         local.pulumi("destroy", "--yes", timeout=900)
@@ -191,7 +194,7 @@ def test_the_local_stack_with_an_events_cluster_brings_both_up_healthy_and_apart
         assert not local.vms.exists() or not any(local.vms.iterdir()), sorted(local.vms.iterdir())
 
 
-def check_events_cluster_grows(local: Any, events: OutputsClient, files: Path) -> None:
+def check_events_cluster_grows(local: Any, events: OutputsClient, files: Path) -> OutputsClient:
     """eventsMemberCount 1 -> 3 by `pulumi up`, one member joining after the other, while a
     client writes to the events cluster."""
     local.pulumi("config", "set", "eventsMemberCount", "3")
@@ -223,6 +226,53 @@ def check_events_cluster_grows(local: Any, events: OutputsClient, files: Path) -
     assert [member["name"] for member in outputs["members"]] == ["etcd-1"]
     again = local.pulumi("preview", "--expect-no-changes", check=False)
     assert again.returncode == 0, again.stdout + again.stderr
+    return grown
+
+
+def check_events_member_replaced(local: Any, events: OutputsClient, files: Path) -> None:
+    """replaceMember etcd-events-1 (a founder) while a client writes to the events cluster: it
+    leaves (run on etcd-events-2), its VM alone is deleted and created again, and it joins
+    again as a new member; nothing of the main cluster changes, and the setting left in place
+    plans nothing more."""
+    def member_ids() -> dict[str, str]:
+        listed = json.loads(events.apiserver("member", "list", "-w", "json").stdout)["members"]
+        return {member["name"]: member["ID"] for member in listed}
+
+    before = member_ids()
+    local.pulumi("config", "set", "replaceMember", "etcd-events-1")
+    steps = json.loads(local.pulumi("preview", "--json").stdout).get("steps", [])
+    planned = {(step["op"], short_name(step["urn"])) for step in steps if step["op"] != "same"
+               and not step["urn"].split("::")[2].endswith("pulumi:pulumi:Stack")}
+    assert ("create", "e2e-events-etcd-events-1-replacement-leave") in planned, planned
+    assert ("create", "e2e-events-rollout-etcd-events-1-join") in planned, planned
+    assert {name for op, name in planned if op == "replace"} == {
+        "e2e-events-members-etcd-events-1"}, planned
+    assert all(name.startswith("e2e-events-") for _, name in planned), planned
+    with continuous_writer(events, "/registry/events/replace/") as written:
+        up = local.pulumi("up", "--yes", timeout=1800)
+    shown = up.stdout
+    assert "etcd-events-1 (member" in shown and "removed" in shown, shown
+    assert "etcd-events-1 promoted to a voting member" in shown, shown
+    outputs = local.project.outputs(STACK)
+    assert {member["name"]: member["generation"] for member in outputs["events_members"]} == {
+        "etcd-events-1": 1, "etcd-events-2": 0, "etcd-events-3": 0}
+    assert outputs["events_founding_members"] == []
+    assert outputs["events_replaced_member"] == "etcd-events-1"
+    replaced = check_cluster_healthy(outputs, "events_", local.namespace, files)
+    check_rollout_lost_nothing(replaced, "/registry/events/replace/", written)
+    after = member_ids()
+    assert sorted(after) == sorted(before), after
+    assert after["etcd-events-1"] != before["etcd-events-1"]
+    assert {name: after[name] for name in after if name != "etcd-events-1"} == {
+        name: before[name] for name in before if name != "etcd-events-1"}
+    # Left in place, the setting replaces nothing more (and says so); removed, nothing either.
+    again = local.pulumi("preview", "--expect-no-changes", check=False)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "an earlier `pulumi up` replaced etcd-events-1" in again.stdout + again.stderr
+    local.pulumi("config", "rm", "replaceMember")
+    local.pulumi("up", "--yes")
+    cleared = local.pulumi("preview", "--expect-no-changes", check=False)
+    assert cleared.returncode == 0, cleared.stdout + cleared.stderr
 
 
 def check_shrink_refused(local: Any) -> None:

@@ -68,3 +68,11 @@ def test_each_refusal_names_the_setting_the_member_and_the_fix() -> None:
     assert count is not None and "`pulumi config set memberCount 3`" in count
     protected = request().refusal(True, True)
     assert protected is not None and "`pulumi config set protectMembers false`" in protected
+
+
+def test_a_cluster_whose_founders_were_all_replaced_keeps_no_founder_in_the_next_run() -> None:
+    from model.membership import recorded_founder_names
+    assert recorded_founder_names({"founding_members": []}, "founding_members") == ()
+    assert recorded_founder_names({}, "founding_members") is None
+    plan = membership_plan(("etcd-events-1",), (), ("etcd-events-1",))
+    assert plan.founders == () and plan.joiners == ("etcd-events-1",)
