@@ -34,6 +34,8 @@ for directory in (ROOT, ROOT / "tests"):
     if str(directory) not in sys.path:
         sys.path.insert(0, str(directory))
 
+from figures import format_figure  # noqa: E402
+
 GATEWAY_LOAD = "--gateway-load"
 
 
@@ -159,11 +161,6 @@ def _leader(cluster: Any, names: list[str], ids: dict[int, str], not_this: str |
     raise RuntimeError(f"no leader among {names} (other than {not_this}) in 120 s")
 
 
-def _format(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.2f}"
-    return str(value)
-
 
 def main() -> int:
     if len(sys.argv) == 3 and sys.argv[1] == GATEWAY_LOAD:
@@ -195,7 +192,7 @@ def main() -> int:
             print(f"\n== etcd {line}, {members} members", flush=True)
             figures = measure(line, members, args.ops, not args.no_check_perf)
             for name, value in figures.items():
-                print(f"  {name:28} {_format(value)}", flush=True)
+                print(f"  {name:28} {format_figure(value)}", flush=True)
             results.append(figures)
     print("\n" + json.dumps(results, indent=1, default=str))
     return 0

@@ -29,6 +29,8 @@ for directory in (ROOT, ROOT / "tests"):
     if str(directory) not in sys.path:
         sys.path.insert(0, str(directory))
 
+from figures import format_figure  # noqa: E402
+
 PREFIX = "/bench/membership/"
 LINES = ("3.4", "3.5", "3.6", "3.7")
 
@@ -101,11 +103,6 @@ def measure(line: str) -> dict[str, Any]:
     return figures
 
 
-def _format(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.2f}"
-    return str(value)
-
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -130,7 +127,7 @@ def main() -> int:
         print(f"\n== etcd {line}: grow 3 -> 5, shrink 5 -> 3", flush=True)
         figures = measure(line)
         for name, value in figures.items():
-            print(f"  {name:36} {_format(value)}", flush=True)
+            print(f"  {name:36} {format_figure(value)}", flush=True)
         results[line] = figures
     print("\n" + json.dumps(results, indent=1, default=str))
     return 0

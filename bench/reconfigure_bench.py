@@ -31,6 +31,8 @@ for directory in (ROOT, ROOT / "tests"):
     if str(directory) not in sys.path:
         sys.path.insert(0, str(directory))
 
+from figures import format_figure  # noqa: E402
+
 PREFIX = "/bench/reconfigure/"
 
 
@@ -97,11 +99,6 @@ def measure(releases_dir: Path, sums: dict[str, str]) -> dict[str, Any]:
     return figures
 
 
-def _format(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.2f}"
-    return str(value)
-
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -131,7 +128,7 @@ def main() -> int:
                   "3 members", flush=True)
             figures = measure(releases_dir, sums)
             for name, value in figures.items():
-                print(f"  {name:36} {_format(value)}", flush=True)
+                print(f"  {name:36} {format_figure(value)}", flush=True)
             results.append(figures)
     finally:
         shutil.rmtree(releases_dir, ignore_errors=True)
