@@ -10,9 +10,12 @@
   cloud-init done (bench/local_bench.py's seed), and the ratio;
 - a second `pulumi up` with no changes;
 - a `pulumi up` that rolls renewed certificates out to the 3 running members, and per member;
-- a `pulumi up` that rolls a flag change out (each member's etcd restarted in turn), per member.
+- a `pulumi up` that rolls a flag change out (each member's etcd restarted in turn), per member;
+- with `--membership` (instead of the above after the toolchain): a 5-member local stack shrunk
+  to 3 by `pulumi up` (per member removed) and one member replaced by `replaceMember`, each
+  under a client writing through `etcd_servers` (writes acknowledged, acknowledged-but-lost).
 Needs root (namespaces, the bridge). Usage:
-    .venv/bin/python bench/engine_bench.py [--image DIR] [--cold-build] [--no-up]
+    .venv/bin/python bench/engine_bench.py [--image DIR] [--cold-build] [--no-up] [--membership]
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from engine import (  # noqa: E402
     BUILD_SCRIPT,
     OutputsClient,
     Project,
+    continuous_writer,
     local_engine_stack,
     offline_local_config,
     scratch_dir,
@@ -103,19 +107,69 @@ def bench_up(tools: Path, image: Path, workdir: Path, figures: dict[str, float])
             local.pulumi("destroy", "--yes", "--skip-preview", timeout=900)
 
 
+def lost_writes(client: OutputsClient, prefix: str, acknowledged: Path) -> tuple[int, int]:
+    """(writes acknowledged, acknowledged writes not in the cluster)."""
+    written = {int(line) for line in acknowledged.read_text().split()}
+    keys = client.apiserver("get", prefix, "--prefix", "--keys-only")
+    stored = {int(key.removeprefix(prefix)) for key in keys.stdout.split()}
+    return len(written), len(written - stored)
+
+
+def voting_members(client: OutputsClient) -> list[str]:
+    listed = json.loads(client.apiserver("member", "list", "-w", "json").stdout)["members"]
+    return sorted(member.get("name", "") for member in listed if not member.get("isLearner"))
+
+
+def bench_membership(tools: Path, image: Path, workdir: Path, figures: dict[str, float]) -> None:
+    release = build_release_tarball(etcd_bin_dir(), workdir / "release")
+    served = (release[0].parent, release[1])
+    with scratch_dir("engine-bench-membership-") as directory, local_engine_stack(
+            tools, image, served, directory, "bench", members=5) as local:
+        with timed("pulumi up of the local stack (5 VMs) to a healthy cluster", figures):
+            local.pulumi("up", "--yes", "--skip-preview", timeout=2400)
+            client = OutputsClient(local.project.outputs("bench"), local.namespace,
+                                   directory / "client-5")
+            client.wait_healthy()
+        local.pulumi("config", "set", "memberCount", "3")
+        with continuous_writer(client, "/bench/shrink/") as written, timed(
+                "pulumi up shrinking 5 -> 3 members", figures):
+            local.pulumi("up", "--yes", "--skip-preview", timeout=2400)
+        figures["shrink, per member removed"] = figures["pulumi up shrinking 5 -> 3 members"] / 2
+        shrunk = OutputsClient(local.project.outputs("bench"), local.namespace,
+                               directory / "client-3")
+        acknowledged, lost = lost_writes(shrunk, "/bench/shrink/", written)
+        print(f"  shrink: voting members {voting_members(shrunk)}, VMs left "
+              f"{sorted(path.name for path in local.vms.iterdir())}, writes acknowledged "
+              f"{acknowledged}, lost {lost}", flush=True)
+        local.pulumi("config", "set", "replaceMember", "etcd-2")
+        with continuous_writer(shrunk, "/bench/replace/") as written, timed(
+                "pulumi up replacing etcd-2", figures):
+            local.pulumi("up", "--yes", "--skip-preview", timeout=2400)
+        acknowledged, lost = lost_writes(shrunk, "/bench/replace/", written)
+        print(f"  replacement: voting members {voting_members(shrunk)}, writes acknowledged "
+              f"{acknowledged}, lost {lost}", flush=True)
+        with timed("pulumi destroy", figures):
+            local.pulumi("destroy", "--yes", "--skip-preview", timeout=900)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--image", help="a built image directory (skips building one)")
     parser.add_argument("--cold-build", action="store_true",
                         help="time a toolchain build with empty Go caches (downloads every module)")
     parser.add_argument("--no-up", action="store_true", help="previews only: boot no VM")
+    parser.add_argument("--membership", action="store_true",
+                        help="only the shrink 5 -> 3 and a replacement under the engine")
     args = parser.parse_args()
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="engine-bench-", dir="/var/tmp") as temporary:
         workdir = Path(temporary)
         tools = toolchain(args.cold_build, workdir, figures)
-        bench_previews(tools, figures)
-        if not args.no_up:
+        if args.membership:
+            bench_membership(tools, bench_image(args, workdir, figures), workdir, figures)
+        else:
+            bench_previews(tools, figures)
+        if not args.no_up and not args.membership:
             image = bench_image(args, workdir, figures)
             bench_bare_vm(image, workdir, figures)
             bench_up(tools, image, workdir, figures)

@@ -121,8 +121,10 @@ class EtcdCluster(pulumi.ComponentResource):
 
     def _replacement_leave(self, names: ChildNames) -> dict[str, list[pulumi.Resource]]:
         """The leave of the member whose machine this update replaces, on a member that stays
-        (model/replacement.py); per member name, what its machine's replacement waits for."""
-        replacing = self.membership.replacing
+        (model/replacement.py); per member name, what its machine's replacement waits for. The
+        step stays registered, unchanged, while the setting still names a member an earlier
+        update replaced."""
+        replacing = self.membership.replaced
         if replacing is None:
             return {}
         assert self.pki.deploy_key is not None, "a replacement without the rollout was refused"

@@ -73,7 +73,7 @@ def membership_plans(main: ClusterSpec, events: ClusterSpec | None
                    if change is not None else None)
         if refusal is not None:
             problems.append(refusal)
-        replacing = None
+        replacing = replaced = None
         if requested is not None and requested in wanted:
             replaced_before = recorded.get(prefix + replacement.REPLACED_OUTPUT)
             replacing = replacement.replacing_now(requested, replaced_before, running)
@@ -81,6 +81,7 @@ def membership_plans(main: ClusterSpec, events: ClusterSpec | None
                 problems.append(replacement.not_running_refusal(requested, spec.name,
                                                                 running or ()))
             elif requested == replaced_before:
+                replaced = requested
                 pulumi.log.warn(replacement.already_replaced_warning(requested, spec.name))
             else:
                 request = replacement.ReplacementRequest(
@@ -92,7 +93,7 @@ def membership_plans(main: ClusterSpec, events: ClusterSpec | None
                     problems.append(refused)
         plans.append(membership.membership_plan(
             running, founders, wanted, generations, replacing,
-            membership.recorded_addresses(recorded, members_output)))
+            membership.recorded_addresses(recorded, members_output), replaced))
     if requested is not None and not any(requested in wanted for wanted in names.values()):
         problems.append(replacement.unknown_member_refusal(requested, names))
     if problems:

@@ -110,6 +110,10 @@ class MembershipPlan:
     # The member whose machine this run replaces (model/replacement.py): it leaves, its machine
     # is deleted and created again, and it joins as a new member (one of `joiners`).
     replacing: str | None = None
+    # The member whose replacement leave step this run registers: the one it replaces, or the
+    # one an earlier run replaced while the setting still names it (the step then stays as it
+    # is, so a preview plans nothing until the setting goes).
+    replaced: str | None = None
     # Per wanted member: its generation (its machine's replacement trigger), raised for the
     # member this run replaces.
     generations: Mapping[str, int] = field(default_factory=dict)
@@ -121,8 +125,8 @@ class MembershipPlan:
 def membership_plan(running: Sequence[str] | None, founders: Sequence[str] | None,
                     wanted: Sequence[str], generations: Mapping[str, int] | None = None,
                     replacing: str | None = None,
-                    addresses: Mapping[str, tuple[str | None, str | None]] | None = None
-                    ) -> MembershipPlan:
+                    addresses: Mapping[str, tuple[str | None, str | None]] | None = None,
+                    replaced: str | None = None) -> MembershipPlan:
     """The plan for the wanted members, from the record: a new cluster is founded by all of
     them; a running one keeps its founders (the members it runs when the record has none),
     every other wanted member joins it, and every running member not wanted leaves it. The
@@ -140,6 +144,7 @@ def membership_plan(running: Sequence[str] | None, founders: Sequence[str] | Non
                           running=tuple(running),
                           leavers=leaving_order(running, wanted),
                           replacing=replacing,
+                          replaced=replacing or replaced,
                           generations=generation,
                           addresses=dict(addresses or {}))
 

@@ -12,12 +12,15 @@ Pure: no Pulumi imports. One `pulumi up` with `replaceMember` set to a member's 
    take back: the join moves it aside (never deletes it).
 
 The setting stays done: the stack records the member it replaced (`replaced_member`), so later
-updates with the setting still in place replace nothing (they warn). To replace the same member
-again, remove the setting in an update first. Refused before any resource, naming the fix: a
-name that is no member, a cluster that does not run yet or has fewer than 3 members (the
-member's leave would be the cluster's end), a change of the member count in the same update,
-no rollout SSH channel, protected members, and a stack whose last update recorded no
-generations (a machine that never had a trigger is not replaced by its first one).
+updates with the setting still in place replace nothing (they warn, and keep the leave step as
+it is, so a preview plans nothing; removing the setting deletes the step, which does nothing).
+To replace the same member again, remove the setting in an update first.
+
+Refused before any resource, naming the fix: a name that is no member, a cluster that does not
+run yet or has fewer than 3 members (the member's leave would be the cluster's end), a change
+of the member count in the same update, no rollout SSH channel, protected members, and a stack
+whose last update recorded no generations (a machine that never had a trigger is not replaced
+by its first one).
 """
 
 from __future__ import annotations

@@ -99,13 +99,18 @@ def test_a_replacement_is_recorded_so_the_setting_left_in_place_replaces_nothing
     after = recorded(replaced_member="etcd-2", founding_members=["etcd-1", "etcd-3"])
     after["members"][1]["generation"] = 1
     again = run_program({**QEMU, "replaceMember": "etcd-2"}, "local", recorded_outputs=after)
-    assert not [reg for reg in again.of_type(REMOTE) if reg.short_name.endswith("-leave")]
+    # The leave step stays as it was (a preview plans nothing), the generation too.
+    (leave,) = [reg for reg in again.of_type(REMOTE) if reg.short_name.endswith("-leave")]
+    (first,) = [reg for reg in replaced.of_type(REMOTE) if reg.short_name.endswith("-leave")]
+    assert (leave.urn, leave.inputs["create"], leave.inputs["connection"]["host"]) == (
+        first.urn, first.inputs["create"], first.inputs["connection"]["host"])
     assert vms(again)["etcd-2"].replacement_trigger == 1
     (join,) = [reg for reg in again.of_type(REMOTE) if reg.short_name.endswith("-join")]
     assert join.replacement_trigger == 1
 
     # Without the setting the generation stays, and the next replacement of etcd-2 raises it.
     cleared = run_program(QEMU, "local", recorded_outputs=after)
+    assert not [reg for reg in cleared.of_type(REMOTE) if reg.short_name.endswith("-leave")]
     assert cleared.outputs["replaced_member"].value is None
     assert vms(cleared)["etcd-2"].replacement_trigger == 1
     again_later = run_program({**QEMU, "replaceMember": "etcd-2"}, "local",
