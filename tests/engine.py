@@ -44,6 +44,19 @@ BRIDGE_HELPER = Path("/usr/lib/qemu/qemu-bridge-helper")
 TUN_DEVICE = Path("/dev/net/tun")
 
 
+def _record_timing(args: Sequence[str], seconds: float, shown: str) -> None:
+    """With $ETCD_ENGINE_TIMINGS (a directory): each command's seconds, and each output."""
+    directory = os.environ.get("ETCD_ENGINE_TIMINGS")
+    if not directory:
+        return
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    count = len(list(path.glob("*.out")))
+    with (path / "timings.log").open("a") as log:
+        log.write(f"{count:03d} {seconds:7.1f} s  pulumi {' '.join(args)}\n")
+    (path / f"{count:03d}.out").write_text(shown)
+
+
 def toolchain_or_skip() -> Path:
     """The built toolchain: $ETCD_PULUMI_TOOLCHAIN, or the build script's cache."""
     given = os.environ.get("ETCD_PULUMI_TOOLCHAIN")
@@ -162,8 +175,10 @@ class Project:
         if as_user and self.user is not None:
             uid, gid = self.user
             argv = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", *argv]
+        started = time.monotonic()
         done = subprocess.run([*wrapper, *argv], cwd=self.directory, env=self.env(),
                               capture_output=True, text=True, timeout=timeout, input=stdin)
+        _record_timing(args, time.monotonic() - started, done.stdout)
         if check and done.returncode != 0:
             raise AssertionError(f"pulumi {' '.join(args)} failed ({done.returncode}):\n"
                                  f"{done.stdout}\n{done.stderr}{member_side_summary(done.stdout)}")
