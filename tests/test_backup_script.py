@@ -1,0 +1,247 @@
+"""`etcd-backup` (cloudinit/scripts/) on real members, uploading to a real S3 server.
+
+A real 3-member cluster of the program's own user-data (network-namespace harness) and the
+Versity S3 Gateway on its network (tests/realcluster/objectstore.py). The script runs on every
+member as the timer runs it, as root in the member's namespace with its etcdctl.env:
+- only the leader takes the snapshot; it is checked, sealed with the key, uploaded, read back;
+  what the bucket holds is not readable without the key (the values written are not in it, and
+  rclone refuses a wrong key), and decrypted with the key it is a snapshot etcd's own tools
+  accept, holding the keys written; the outcome is in etcd-backup.prom for monitoring;
+- retention prunes, after the upload, what is beyond the newest count or older than the days,
+  and leaves objects of other names alone;
+- a storage outage fails the run (exit 1, the endpoint named, the failure's time recorded, the
+  last good snapshot's time kept), and the next run after it succeeds.
+On etcd 3.4 (etcdctl checks the snapshot: no etcdutl) and on 3.6 (etcdutl).
+"""
+
+from __future__ import annotations
+
+import datetime
+import secrets
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import realcheck
+from program import ProgramRun
+from realcluster.harness import Cluster, Result, artifacts_of, program_config
+from realcluster.objectstore import ObjectStore, rclone_binary
+from realcluster.rollout import MemberScripts
+from realcluster.tools import Unavailable, etcd_release, require_namespaces, tools
+
+pytestmark = pytest.mark.real
+
+REPO = Path(__file__).resolve().parents[1]
+BACKUP = REPO / "cloudinit" / "scripts" / "etcd-backup"
+PREFIX = "stack/backups"
+# A snapshot's name as etcd-backup makes it: <UTC time>-<member>-r<revision>.db
+NAME_FORMAT = "%Y%m%dT%H%M%SZ"
+
+
+def test_the_backup_script_is_shellcheck_clean_posix_sh_that_stops_on_errors() -> None:
+    shellcheck = realcheck.require_tool("shellcheck", "shellcheck")
+    result = subprocess.run([shellcheck, "--severity=style", str(BACKUP)], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = BACKUP.read_text().splitlines()
+    assert lines[0] == "#!/bin/sh" and "set -eu" in lines
+    assert BACKUP.stat().st_mode & 0o111
+
+
+@dataclass
+class Backups:
+    cluster: Cluster
+    store: ObjectStore
+    scripts: dict[str, MemberScripts]
+    key: str
+
+    def run(self, name: str, *args: str, key: str | None = None, keep_count: int = 168,
+            keep_days: int = 7, prefix: str = PREFIX) -> Result:
+        """etcd-backup on member `name` with its backup.env for the store."""
+        member = self.cluster.members[name]
+        env_file = member.path("/etc/etcd/backup.env")
+        settings = self.store.settings(name, prefix, key or self.key, keep_count, keep_days)
+        env_file.write_text("".join(f"{setting}={value}\n" for setting, value in settings.items()))
+        env_file.chmod(0o600)
+        return self.scripts[name].run(BACKUP, *args, timeout=300, env={
+            "ETCD_BACKUP_ENV_FILE": str(env_file),
+            "ETCD_BACKUP_WORK_DIR": str(member.path("/var/lib/etcd/backup")),
+            "ETCD_BACKUP_STATE_DIR": str(self.state_dir(name)),
+        })
+
+    def state_dir(self, name: str) -> Path:
+        return self.cluster.members[name].path("/var/lib/etcd-backup")
+
+    def metrics(self, name: str) -> dict[str, float]:
+        path = self.state_dir(name) / "etcd-backup.prom"
+        found = {}
+        for line in path.read_text().splitlines() if path.exists() else []:
+            if line and not line.startswith("#"):
+                series, value = line.rsplit(" ", 1)
+                found[series.split("{", 1)[0]] = float(value)
+        return found
+
+    def leader(self) -> str:
+        leader = self.cluster.leader()
+        assert leader is not None, "the members agree on no leader"
+        return leader
+
+    def sealed(self, *args: str, key: str | None = None, prefix: str = PREFIX) -> Result:
+        return self.store.rclone(prefix, key or self.key, *args)
+
+
+@pytest.fixture(scope="module", params=["3.4", "3.6"], ids=lambda line: f"etcd{line}")
+def backups(request: pytest.FixtureRequest, program: Callable[..., ProgramRun]) -> Iterator[Backups]:
+    line = request.param
+    try:
+        require_namespaces()
+        tools()
+        release = etcd_release(line)
+        rclone_binary()
+    except Unavailable as missing:
+        pytest.skip(str(missing))
+    run = program(program_config(line, 3))
+    cluster = Cluster(artifacts_of(run), release)
+    request.addfinalizer(cluster.close)
+    cluster.start()
+    cluster.wait_ready(timeout=180)
+    cluster.wait_healthy(timeout=180)
+    try:
+        store = ObjectStore(cluster)
+    except Unavailable as missing:
+        pytest.skip(str(missing))
+    request.addfinalizer(store.close)
+    scripts = {name: MemberScripts(cluster, member) for name, member in cluster.members.items()}
+    yield Backups(cluster, store, scripts, key=secrets.token_urlsafe(32))
+
+
+def ok(result: Result, what: str) -> Result:
+    assert result.ok, f"{what} failed:\n{result}"
+    return result
+
+
+def snapshot_names(backups: Backups, prefix: str = PREFIX) -> list[str]:
+    listed = ok(backups.sealed("lsf", "--files-only", "sealed:", prefix=prefix),
+                "listing the snapshots")
+    return sorted(name for name in listed.stdout.split() if name.endswith(".db"))
+
+
+def test_only_the_leader_uploads_a_sealed_snapshot_that_only_the_key_opens(
+        backups: Backups, tmp_path: Path) -> None:
+    cluster = backups.cluster
+    marker = f"value-{secrets.token_hex(8)}"
+    for index in range(50):
+        assert cluster.put(f"/registry/backup/{index}", marker).ok
+    before = set(snapshot_names(backups))
+    leader = backups.leader()
+    outcomes = {name: ok(backups.run(name), f"etcd-backup on {name}") for name in cluster.names}
+    for name, outcome in outcomes.items():
+        if name == leader:
+            assert "uploaded" in outcome.stdout, outcome
+        else:
+            assert "does not lead the cluster: the leader takes the snapshot" in outcome.stdout, outcome
+            assert "etcd_backup_last_success_timestamp_seconds" not in backups.metrics(name)
+    new = sorted(set(snapshot_names(backups)) - before)
+    assert len(new) == 1 and f"-{leader}-r" in new[0], new
+
+    # The bucket holds it sealed: not the values, not the snapshot's bytes.
+    stored = backups.store.objects(PREFIX)[f"{new[0]}.bin"]
+    assert marker.encode() not in stored
+    wrong = backups.sealed("cat", f"sealed:{new[0]}", key=secrets.token_urlsafe(32))
+    # rclone stops at the first block that does not authenticate.
+    assert not wrong.ok and marker not in wrong.stdout, wrong
+
+    # With the key: a snapshot etcd's tools accept, holding what was written.
+    opened = tmp_path / "opened.db"
+    ok(backups.sealed("copyto", f"sealed:{new[0]}", str(opened)), "downloading the snapshot")
+    assert marker.encode() in opened.read_bytes()
+    release = cluster.release
+    status = subprocess.run([str(release.restore_tool), "snapshot", "status", str(opened),
+                             "-w", "json"], capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0, status.stdout + status.stderr
+
+    metrics = backups.metrics(leader)
+    assert metrics["etcd_backup_last_size_bytes"] == opened.stat().st_size
+    assert metrics["etcd_backup_last_revision"] > 50
+    assert abs(metrics["etcd_backup_last_success_timestamp_seconds"]
+               - datetime.datetime.now().timestamp()) < 300
+    assert "etcd_backup_last_failure_timestamp_seconds" not in metrics
+
+
+def test_retention_prunes_beyond_the_newest_count_and_the_age_and_leaves_other_objects(
+        backups: Backups, tmp_path: Path) -> None:
+    # Earlier snapshots, as earlier runs would have named them: 1, 2, 3 and 10 days old.
+    now = datetime.datetime.now(datetime.timezone.utc)
+    filler = tmp_path / "filler.db"
+    filler.write_bytes(b"an earlier snapshot")
+    old = [f"{(now - datetime.timedelta(days=days)).strftime(NAME_FORMAT)}-etcd-1-r{days}.db"
+           for days in (1, 2, 3, 10)]
+    # A prefix of its own: only these and the new one are there.
+    prefix = "stack/retention"
+    for name in [*old, "operator-notes.txt"]:
+        ok(backups.sealed("copyto", str(filler), f"sealed:{name}", prefix=prefix),
+           f"seeding {name}")
+    before = set(snapshot_names(backups, prefix))
+
+    # Within the newest 5, but older than 5 days: pruned by age alone.
+    by_age = ok(backups.run(backups.leader(), keep_count=5, keep_days=5, prefix=prefix),
+                "etcd-backup")
+    first = sorted(set(snapshot_names(backups, prefix)) - before)
+    assert len(first) == 1, by_age
+    assert snapshot_names(backups, prefix) == sorted([first[0], *old[:3]]), by_age
+    assert "pruned 1" in by_age.stdout, by_age
+
+    # Younger than the days, but beyond the newest 2: pruned by count alone.
+    time.sleep(1.1)  # a name per second
+    assert backups.cluster.put("/registry/backup/retention", "next").ok
+    by_count = ok(backups.run(backups.leader(), keep_count=2, keep_days=30, prefix=prefix),
+                  "etcd-backup")
+    second = sorted(set(snapshot_names(backups, prefix)) - before - set(first))
+    assert len(second) == 1, by_count
+    assert snapshot_names(backups, prefix) == sorted([first[0], second[0]]), by_count
+    # Objects of other names are never touched.
+    listed = ok(backups.sealed("lsf", "--files-only", "sealed:", prefix=prefix),
+                "listing").stdout.split()
+    assert "operator-notes.txt" in listed
+
+def test_a_storage_outage_fails_the_run_and_the_next_run_after_it_succeeds(
+        backups: Backups) -> None:
+    leader = backups.leader()
+    ok(backups.run(leader), "etcd-backup before the outage")
+    good = backups.metrics(leader)["etcd_backup_last_success_timestamp_seconds"]
+    backups.store.stop()
+    try:
+        failed = backups.run(leader)
+    finally:
+        backups.store.start()
+    assert failed.returncode == 1, failed
+    assert "failed: " in failed.stderr and backups.store.endpoint in failed.stderr, failed
+    assert backups.key not in failed.output and backups.store.secret_access_key not in failed.output
+    metrics = backups.metrics(leader)
+    assert metrics["etcd_backup_last_success_timestamp_seconds"] == good
+    assert metrics["etcd_backup_last_failure_timestamp_seconds"] >= good
+    # Nothing of the failed run is left on the member.
+    work = backups.cluster.members[leader].path("/var/lib/etcd/backup")
+    assert not any(work.iterdir()), sorted(work.iterdir())
+
+    again = ok(backups.run(leader), "etcd-backup after the outage")
+    assert "uploaded" in again.stdout
+    assert backups.metrics(leader)["etcd_backup_last_success_timestamp_seconds"] >= good
+
+
+def test_a_member_that_does_not_lead_takes_one_when_asked(backups: Backups) -> None:
+    follower = next(name for name in backups.cluster.names if name != backups.leader())
+    outcome = ok(backups.run(follower, "--any-member"), "etcd-backup --any-member")
+    assert "uploaded" in outcome.stdout and f"-{follower}-r" in outcome.stdout, outcome
+
+
+def test_without_its_settings_the_script_refuses_naming_the_file(backups: Backups) -> None:
+    name = backups.cluster.names[0]
+    missing = backups.cluster.members[name].path("/etc/etcd/no-backup.env")
+    outcome = backups.scripts[name].run(BACKUP, env={"ETCD_BACKUP_ENV_FILE": str(missing)})
+    assert outcome.returncode == 1
+    assert f"{missing} is missing: backups are not configured on this member" in outcome.stderr
+
