@@ -143,7 +143,7 @@ class EtcdCluster(pulumi.ComponentResource):
         return {replacing: [leave]}
 
     def _machines(self, name: str, args: EtcdClusterArgs, opts: pulumi.ResourceOptions,
-                  replacing: MachineReplacement) -> dict[str, MemberMachine]:
+                  replacement: MachineReplacement) -> dict[str, MemberMachine]:
         spec = args.spec
         if spec.backend == "digitalocean":
             members = DigitalOceanMembers(name, DigitalOceanMembersArgs(
@@ -158,7 +158,7 @@ class EtcdCluster(pulumi.ComponentResource):
                 firewall_rules=tuple(inbound_rules(spec)),
                 vpc_id=args.vpc_id,
                 keep_unprefixed_names=args.keep_unprefixed_names,
-                replacement=replacing,
+                replacement=replacement,
             ), opts=opts)
             self.vpc_id = members.vpc_id
             return members.machines
@@ -170,7 +170,7 @@ class EtcdCluster(pulumi.ComponentResource):
             user_data=self.user_data,
             protect=spec.protect_members,
             keep_unprefixed_names=args.keep_unprefixed_names,
-            replacement=replacing,
+            replacement=replacement,
         )
         if spec.backend == "qemu":
             return QemuMembers(name, local_args, opts=opts).machines
