@@ -51,8 +51,8 @@ SCRIPTS = ("etcd-install", "etcd-prepare-data", "etcd-wait-for-peers", "etcd-met
            "etcd-cluster-gate", "etcd-install-certs", "etcd-reconfigure", "etcd-member-join",
            "etcd-member-leave")
 # Installed only on the members of a stack with backups (issue 13; not wired into user-data yet):
-# with it every member's user-data would pass DigitalOcean's 64 KiB for 7 RSA-4096 members.
-BACKUP_SCRIPTS = ("etcd-backup",)
+# with them every member's user-data would pass DigitalOcean's 64 KiB for 7 RSA-4096 members.
+BACKUP_SCRIPTS = ("etcd-backup", "etcd-restore")
 
 
 @dataclass(frozen=True)

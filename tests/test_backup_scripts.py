@@ -1,4 +1,4 @@
-"""`etcd-backup` (cloudinit/scripts/) on real members, uploading to a real S3 server.
+"""`etcd-backup` and `etcd-restore` (cloudinit/scripts/) on real members, with a real S3 server.
 
 A real 3-member cluster of the program's own user-data (network-namespace harness) and the
 Versity S3 Gateway on its network (tests/realcluster/objectstore.py). The script runs on every
@@ -11,7 +11,12 @@ member as the timer runs it, as root in the member's namespace with its etcdctl.
   and leaves objects of other names alone;
 - a storage outage fails the run (exit 1, the endpoint named, the failure's time recorded, the
   last good snapshot's time kept), and the next run after it succeeds.
-On etcd 3.4 (etcdctl checks the snapshot: no etcdutl) and on 3.6 (etcdutl).
+- restore: `etcd-backup --fetch latest` on every member of the lost cluster opens the newest
+  snapshot (another key opens nothing and writes nothing), `etcd-restore` refuses while etcd
+  runs, and otherwise restores it as the member (the old data directory kept), with the
+  revision bumped and marked compacted where the tool can (3.6); the cluster comes back healthy
+  with the snapshot's keys and without a write made after it.
+On etcd 3.4 (etcdctl checks and restores: no etcdutl) and on 3.6 (etcdutl).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import realcheck
 from program import ProgramRun
 from realcluster.harness import Cluster, Result, artifacts_of, program_config
 from realcluster.objectstore import ObjectStore, rclone_binary
+from realcluster.pytest_support import report
 from realcluster.rollout import MemberScripts
 from realcluster.tools import Unavailable, etcd_release, require_namespaces, tools
 
@@ -245,3 +251,102 @@ def test_without_its_settings_the_script_refuses_naming_the_file(backups: Backup
     assert outcome.returncode == 1
     assert f"{missing} is missing: backups are not configured on this member" in outcome.stderr
 
+
+
+# --- restore: etcd-backup --fetch, then etcd-restore on every member --------------------------
+# These run last: the restore replaces the cluster's data (its names stay).
+
+RESTORE = REPO / "cloudinit" / "scripts" / "etcd-restore"
+
+
+def restore_env(backups: Backups, name: str) -> dict[str, str]:
+    member = backups.cluster.members[name]
+    unit = member.path("/root/etcd.service")
+    unit.parent.mkdir(mode=0o700, exist_ok=True)
+    unit.write_text(member.remapped_unit_text())
+    return {
+        "ETCD_UNIT_FILE": str(unit),
+        "ETCD_INITIAL_CLUSTER_FILE": str(member.path("/etc/etcd/initial-cluster.env")),
+    }
+
+
+def fetch(backups: Backups, name: str, which: str, key: str | None = None) -> tuple[Result, Path]:
+    """etcd-backup --fetch on member `name` into its /root/snapshot.db (removed first)."""
+    output = backups.cluster.members[name].path("/root/snapshot.db")
+    output.parent.mkdir(mode=0o700, exist_ok=True)
+    output.unlink(missing_ok=True)
+    return backups.run(name, "--fetch", which, "--output", str(output), key=key), output
+
+
+def restore_can_bump(cluster: Cluster) -> bool:
+    shown = subprocess.run([str(cluster.release.restore_tool), "snapshot", "restore", "--help"],
+                           capture_output=True, text=True, timeout=60)
+    return "--bump-revision" in shown.stdout + shown.stderr
+
+
+def test_the_restore_script_is_shellcheck_clean_posix_sh_that_stops_on_errors() -> None:
+    shellcheck = realcheck.require_tool("shellcheck", "shellcheck")
+    result = subprocess.run([shellcheck, "--severity=style", str(RESTORE)], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = RESTORE.read_text().splitlines()
+    assert lines[0] == "#!/bin/sh" and "set -eu" in lines
+    assert RESTORE.stat().st_mode & 0o111
+
+
+def test_a_fetch_with_another_key_fails_and_writes_nothing(backups: Backups) -> None:
+    name = backups.cluster.names[0]
+    ok(backups.run(backups.leader()), "etcd-backup")
+    failed, output = fetch(backups, name, "latest", key=secrets.token_urlsafe(32))
+    assert failed.returncode == 1, failed
+    assert "cannot download and open" in failed.stderr, failed
+    assert not output.exists()
+
+
+def test_restore_refuses_while_etcd_runs_and_changes_nothing(backups: Backups) -> None:
+    name = backups.cluster.names[0]
+    ok(fetch(backups, name, "latest")[0], "etcd-backup --fetch")
+    data = backups.cluster.members[name].data_dir
+    before = sorted(path.name for path in data.parent.iterdir())
+    refused = backups.scripts[name].run(RESTORE, "--snapshot", str(
+        backups.cluster.members[name].path("/root/snapshot.db")), env=restore_env(backups, name))
+    assert refused.returncode == 1, refused
+    assert "etcd answers on this member: stop it on every member first" in refused.stderr
+    assert sorted(path.name for path in data.parent.iterdir()) == before
+
+
+def test_a_lost_cluster_comes_back_from_the_newest_snapshot_in_the_bucket(
+        backups: Backups, request: pytest.FixtureRequest) -> None:
+    cluster = backups.cluster
+    for index in range(20):
+        assert cluster.put(f"/registry/restore/before/{index:02d}", f"v{index}").ok
+    ok(backups.run(backups.leader()), "etcd-backup")
+    snapshot_revision = max(int(status["header"]["revision"])
+                            for status in cluster.statuses(cluster.names).values())
+    assert cluster.put("/registry/restore/after", "written after the snapshot").ok
+    cluster.stop()
+    # Kubernetes' watchers must see revisions move forward only: bump where the tool can.
+    bump = 1_000_000 if restore_can_bump(cluster) else 0
+    for name, member in cluster.members.items():
+        fetched, snapshot = fetch(backups, name, "latest")
+        ok(fetched, f"etcd-backup --fetch on {name}")
+        args = ["--snapshot", str(snapshot)] + (["--bump-revision", str(bump)] if bump else [])
+        env = {**restore_env(backups, name),
+               "ETCD_OWNER": f"{member.run_as.uid}:{member.run_as.gid}"}
+        restored = ok(backups.scripts[name].run(RESTORE, *args, env=env), f"etcd-restore on {name}")
+        assert f"{name}: restored revision" in restored.stdout, restored
+        assert "kept the data directory that was there" in restored.stdout, restored
+        stat = member.data_dir.stat()
+        assert (stat.st_mode & 0o777, stat.st_uid, stat.st_gid) == (
+            0o700, member.run_as.uid, member.run_as.gid)
+    cluster.start()
+    cluster.wait_ready(timeout=300)
+    cluster.wait_healthy(timeout=300)
+    assert cluster.get_prefix("/registry/restore/before/") == {
+        f"/registry/restore/before/{index:02d}": f"v{index}" for index in range(20)}
+    assert cluster.get_prefix("/registry/restore/after") == {}, "a write after the snapshot came back"
+    revisions = [int(status["header"]["revision"])
+                 for status in cluster.statuses(cluster.names).values()]
+    assert min(revisions) >= snapshot_revision + bump - 1, (revisions, snapshot_revision, bump)
+    assert cluster.put("/registry/restore/afterwards", "ok").ok
+    report(request, "revision bumped by", bump)
