@@ -50,9 +50,9 @@ LOCAL_HOSTS = (
 SCRIPTS = ("etcd-install", "etcd-prepare-data", "etcd-wait-for-peers", "etcd-metadata-guard",
            "etcd-cluster-gate", "etcd-install-certs", "etcd-reconfigure", "etcd-member-join",
            "etcd-member-leave")
-# Installed only on the members of a stack with backups (issue 13; not wired into user-data yet):
-# with them every member's user-data would pass DigitalOcean's 64 KiB for 7 RSA-4096 members.
-BACKUP_SCRIPTS = ("etcd-backup", "etcd-restore")
+# The backup, restore and maintenance scripts (issue 13) are not in user-data yet: with them every
+# member's user-data would pass DigitalOcean's 64 KiB for 7 RSA-4096 members.
+BACKUP_SCRIPTS = ("etcd-backup", "etcd-restore", "etcd-defrag")
 
 
 @dataclass(frozen=True)
