@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -18,9 +18,11 @@ MATRIX = [pytest.param((line, members), id=f"etcd{line}-{members}members")
 
 
 def new_cluster(request: pytest.FixtureRequest, program: Callable[..., ProgramRun],
-                line_members: tuple[str, int], start: bool = True) -> Cluster:
-    """A cluster of `line_members` = (version line, members) from the program's own output,
-    closed by a finalizer of `request`; skips (never passes) when this machine cannot run it."""
+                line_members: tuple[str, int], start: bool = True,
+                settings: Mapping[str, Any] | None = None) -> Cluster:
+    """A cluster of `line_members` = (version line, members) from the program's own output
+    (with `settings` besides the harness's), closed by a finalizer of `request`; skips (never
+    passes) when this machine cannot run it."""
     line, members = line_members
     try:
         require_namespaces()
@@ -28,7 +30,7 @@ def new_cluster(request: pytest.FixtureRequest, program: Callable[..., ProgramRu
         release = etcd_release(line)
     except Unavailable as missing:
         pytest.skip(str(missing))
-    run = program(program_config(line, members))
+    run = program({**program_config(line, members), **(settings or {})})
     cluster = Cluster(artifacts_of(run), release)
     request.addfinalizer(cluster.close)
     if start:
