@@ -135,6 +135,17 @@ def run(argv: Sequence[str], env: Mapping[str, str], timeout: float, stdin: str 
     return Result(tuple(argv), code, out, err, time.monotonic() - started)
 
 
+def end_process(process: subprocess.Popen[bytes]) -> None:
+    """A process this test started, ended: SIGTERM, then SIGKILL after 10 s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
 def _text(value: bytes | str | None) -> str:
     if value is None:
         return ""

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from realcluster import cleanup
-from realcluster.harness import Cluster, Result, run
+from realcluster.harness import Cluster, Result, end_process, run
 from realcluster.tools import Unavailable
 
 REPO = Path(__file__).resolve().parents[2]
@@ -98,13 +98,8 @@ class ObjectStore:
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        if process is not None:
+            end_process(process)
 
     def close(self) -> None:
         self.stop()

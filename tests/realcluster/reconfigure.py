@@ -34,7 +34,7 @@ from pathlib import Path
 from guests.commands import build_release_tarball, http_server_argv
 
 from realcluster import cleanup
-from realcluster.harness import Cluster, Result, run
+from realcluster.harness import Cluster, Result, end_process, run
 from realcluster.member import EtcdMember
 from realcluster.rollout import SCRIPTS_DIR, MemberScripts
 from realcluster.tools import EtcdRelease, tools
@@ -71,7 +71,7 @@ class Releases:
                 env={"PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1"})
         process = self.process
         self._token = cleanup.register(f"release server (pid {process.pid})",
-                                       lambda: _end(process))
+                                       lambda: end_process(process))
         deadline = time.monotonic() + 30
         while not self._listening():
             if process.poll() is not None or time.monotonic() > deadline:
@@ -93,16 +93,6 @@ class Releases:
 
     def close(self) -> None:
         cleanup.run(self._token)
-
-
-def _end(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 @dataclass(frozen=True)
