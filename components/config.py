@@ -23,8 +23,17 @@ def raw_project_config() -> dict[str, Any]:
             if key.startswith(prefix)}
 
 
+def secret_project_keys() -> frozenset[str]:
+    """The `etcd-cluster:*` keys the stack stores as secrets (bare names): the language host
+    passes them in the environment, a test's mocks through the runtime's config."""
+    prefix = f"{PROJECT}:"
+    keys = {*runtime_config.get_config_secret_keys_env(),
+            *(key for key in runtime_config.CONFIG.get() if runtime_config.is_config_secret(key))}
+    return frozenset(key.removeprefix(prefix) for key in keys if key.startswith(prefix))
+
+
 def stack_settings() -> Settings:
     try:
-        return load_settings(raw_project_config(), pulumi.get_stack())
+        return load_settings(raw_project_config(), pulumi.get_stack(), secret_project_keys())
     except SettingsError as error:
         raise StackSettingsError(error.problems) from None

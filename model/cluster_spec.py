@@ -9,10 +9,11 @@ them to build clusters.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from model import local_network, releases
+from model.backup import BackupSpec, MaintenanceSpec, RestoreSpec
 from model.rollout import RolloutSpec
 from model.settings import (
     Backend,
@@ -109,6 +110,12 @@ class ClusterSpec:
     dns_records: DnsRecordsSpec | None
     # How `pulumi up` reaches running members for day-2 changes.
     rollout: RolloutSpec
+    # Scheduled, encrypted snapshots; None: no backups (an events cluster never has them:
+    # Kubernetes events live an hour).
+    backup: BackupSpec | None = None
+    # The snapshot a new cluster starts from; None: it starts empty.
+    restore: RestoreSpec | None = None
+    maintenance: MaintenanceSpec = field(default_factory=MaintenanceSpec)
 
     @property
     def member_prefix(self) -> str:
@@ -198,15 +205,20 @@ def main_cluster(settings: Settings) -> ClusterSpec:
                                     srv_records=settings.dns_srv_records)
                      if settings.uses_cloudflare else None),
         rollout=settings.rollout,
+        backup=settings.backup,
+        restore=settings.restore,
+        maintenance=settings.maintenance,
     )
 
 
 def events_cluster(settings: Settings) -> ClusterSpec | None:
     """The events cluster beside the main one, or None when `eventsCluster` is off.
 
-    It inherits everything from the main cluster but what the `events*` settings change; it
-    joins the main cluster's VPC (the events cluster's spec says "create one" only when the
-    main one does: `EtcdCluster` hands it the main cluster's VPC ID).
+    It inherits everything from the main cluster but what the `events*` settings change, and
+    is neither backed up nor restored (Kubernetes events live an hour; a restored control
+    plane's events would be stale); it joins the main cluster's VPC (the events cluster's spec
+    says "create one" only when the main one does: `EtcdCluster` hands it the main cluster's
+    VPC ID).
     """
     events = settings.events
     if events is None:
@@ -221,6 +233,8 @@ def events_cluster(settings: Settings) -> ClusterSpec | None:
         droplets=replace(main.droplets, size=events.droplet_size),
         local=replace(main.local, memory_mib=events.vm_memory_mib),
         data_volume_size_gib=events.data_volume_size_gib,
+        backup=None,
+        restore=None,
     )
 
 

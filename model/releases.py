@@ -83,6 +83,10 @@ REFUSED_VERSIONS = {
 # them have known data-inconsistency bugs (etcd's CHANGELOG, "Production recommendation";
 # Kubernetes' etcd documentation since kubernetes/website#40816: 3.4.22+ and 3.5.6+).
 PRODUCTION_MINIMUM = {"3.4": "3.4.22", "3.5": "3.5.6"}
+# The first release of each line whose restore tool has --bump-revision and --mark-compacted
+# (etcd-io/etcd#16029, backported as #16165; read from the v3.4.27 and v3.5.10 tags' etcdctl and
+# etcdutl snapshot commands): every 3.6 and 3.7 release has them.
+BUMP_REVISION_MINIMUM = {"3.4": "3.4.27", "3.5": "3.5.10"}
 
 
 def version_line(version: str) -> str:
@@ -143,3 +147,9 @@ def production_warning(version: str) -> str | None:
             "release etcd and Kubernetes recommend for production (earlier ones have known "
             f"data-inconsistency bugs): set etcdVersion to {minimum} or later, or to "
             f"{DEFAULT_VERSION} (the default).")
+
+
+def can_bump_revision(version: str) -> bool:
+    """Does `version`'s restore tool take --bump-revision (etcd-restore asks it too)?"""
+    minimum = BUMP_REVISION_MINIMUM.get(version_line(version))
+    return minimum is None or _numbers(version) >= _numbers(minimum)

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from model import releases
+from model.backup import MaintenanceSpec
 from model.cluster_spec import main_cluster
 from model.settings import (
     SPEC_BY_KEY,
@@ -306,7 +307,10 @@ DEFAULTS_FROM_SPECS: dict[type, dict[str, str]] = {
     Settings: {
         "extra_tags": "extraTags", "cert_expiry_warning_days": "certExpiryWarningDays",
         "backend": "backend", "install_packages": "installPackages",
+        # None: no backups, no restore (no bucket, nothing to restore from).
+        "backup": "backupBucket", "restore": "restoreFrom",
     },
+    MaintenanceSpec: {"defrag_schedule": "defragSchedule"},
 }
 
 

@@ -8,7 +8,8 @@ before this passes.
 The parts: `types` (the typed model), `schema` (`SPECS`, one entry per setting, in groups),
 `parsing` (reading raw values, shared checks) and one validator per concern: `cluster`, `etcd`
 (release and tuning), `tls`, `dns`, `digitalocean` (with who may reach the members),
-`local_vms`, `events` (the optional events cluster) and `rollout` (day-2 changes).
+`local_vms`, `events` (the optional events cluster), `rollout` (day-2 changes) and `backups`
+(scheduled backups, restores and maintenance).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from model.settings.backups import check_backups, check_maintenance
 from model.settings.cluster import check_cluster
 from model.settings.digitalocean import check_access, check_digitalocean
 from model.settings.dns import check_dns
@@ -49,9 +51,11 @@ __all__ = [
 ]
 
 
-def load_settings(raw: Mapping[str, Any], stack: str) -> Settings:
-    """Parse and validate the raw stack configuration. Raises SettingsError listing all problems."""
-    c = Reader(raw)
+def load_settings(raw: Mapping[str, Any], stack: str,
+                  secret_keys: frozenset[str] = frozenset()) -> Settings:
+    """Parse and validate the raw stack configuration. Raises SettingsError listing all problems.
+    `secret_keys`: the settings the stack stores as secrets (bare names)."""
+    c = Reader(raw, secret_keys)
     cluster = check_cluster(c, stack)
     release = check_release(c)
     dns = check_dns(c, cluster["backend"], cluster["cluster_name"])
@@ -63,8 +67,11 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> Settings:
     local = check_local_vms(c)
     events = check_events(c, cluster, digitalocean, tuning, local)
     rollout = check_rollout(c, cluster["backend"])
+    backup, restore = check_backups(c, cluster["backend"], digitalocean["region"], stack,
+                                    release["etcd_version"])
+    maintenance = check_maintenance(c)
     if c.problems:
         raise SettingsError(c.problems)
     return Settings(**cluster, **release, **dns, **access, **digitalocean, **tls, tuning=tuning,
                     install_packages=install_packages, local=local, events=events,
-                    rollout=rollout)
+                    rollout=rollout, backup=backup, restore=restore, maintenance=maintenance)

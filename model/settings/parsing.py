@@ -47,15 +47,25 @@ def _unknown(key: str) -> str:
 
 
 class Reader:
-    """Reads raw values into typed ones, recording every problem instead of stopping at one."""
+    """Reads raw values into typed ones, recording every problem instead of stopping at one.
+    `secret_keys`: the settings stored as secrets (`pulumi config set --secret`), whose values
+    no message shows."""
 
-    def __init__(self, raw: Mapping[str, Any]) -> None:
+    def __init__(self, raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset()) -> None:
         unknown = sorted(set(raw) - set(SPEC_BY_KEY))
         self.raw = raw
+        self.secret_keys = secret_keys
         self.problems: list[str] = [_unknown(key) for key in unknown]
 
     def problem(self, key: str, value: Any, message: str) -> None:
-        self.problems.append(f"{setting_name(key)} = {value!r}: {message}")
+        spec = SPEC_BY_KEY.get(key)
+        hidden = (spec is not None and spec.secret) or key in self.secret_keys
+        shown = "[secret]" if hidden and value else repr(value)
+        self.problems.append(f"{setting_name(key)} = {shown}: {message}")
+
+    def is_set(self, key: str) -> bool:
+        """Did the stack set `key` (to something other than empty)?"""
+        return self.raw.get(key) not in (None, "")
 
     def value(self, key: str) -> Any:
         spec = SPEC_BY_KEY[key]

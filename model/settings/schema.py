@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from model import releases
+from model import backup, releases
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,10 @@ class SettingSpec:
     description: str
     default: Any
     kind: Literal["str", "int", "bool", "list"]
+    # A credential or key: never shown in a message. (Pulumi.yaml cannot say `secret: true`:
+    # the CLI would then refuse its empty default as a plain value on every stack; the program
+    # refuses a plain value itself.)
+    secret: bool = False
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,7 @@ GROUPS: tuple[SettingGroup, ...] = (
         SettingSpec("etcdVersion", "etcd release to install (3.4.x, 3.5.x, 3.6.x or 3.7.x); flags are generated for its line.", releases.DEFAULT_VERSION, "str"),
         SettingSpec("etcdDownloadUrl", "URL of the etcd release tarball; `{version}` is replaced. Set it for mirrors and air-gapped sites.", releases.DEFAULT_DOWNLOAD_URL, "str"),
         SettingSpec("etcdSha256", "SHA-256 of the tarball; required for a version or URL whose checksum is not built in.", None, "str"),
-        SettingSpec("installPackages", "Install curl, ca-certificates, nftables and openssl with apt at first boot; false for images that already have them (offline local images).", True, "bool"),
+        SettingSpec("installPackages", "Install curl, ca-certificates, nftables and openssl (and rclone with backups) with apt at first boot; false for images that already have them (offline local images).", True, "bool"),
     )),
     # etcd tuning: etcd's own flags
     SettingGroup("etcd tuning", (
@@ -118,6 +122,26 @@ GROUPS: tuple[SettingGroup, ...] = (
         SettingSpec("rolloutBastionUser", "SSH user on rolloutBastionHost.", "root", "str"),
         SettingSpec("rolloutBastionPort", "SSH port of rolloutBastionHost.", 22, "int"),
         SettingSpec("replaceMember", "The one member to replace by the next `pulumi up` (its machine died, or its disk), e.g. etcd-2 or etcd-events-2: it leaves the cluster, its machine is created again, and it joins empty and syncs. Done once: remove it after (README, \"Replacing one member\").", None, "str"),
+    )),
+    # backups: scheduled, encrypted snapshots to S3-compatible storage, and restores
+    SettingGroup("backups", (
+        SettingSpec("backupBucket", "S3 bucket the members upload encrypted snapshots to; setting it turns scheduled backups on (the main cluster; an events cluster is not backed up: events live an hour).", None, "str"),
+        SettingSpec("backupEndpoint", "S3 endpoint URL of the bucket; empty: DigitalOcean Spaces in `region` (https://<region>.digitaloceanspaces.com).", None, "str"),
+        SettingSpec("backupRegion", "Signing region of the endpoint (DigitalOcean Spaces and most S3-compatible servers accept us-east-1).", "us-east-1", "str"),
+        SettingSpec("backupPrefix", "Key prefix in the bucket; each cluster's snapshots go under <prefix>/<cluster>/ (the backup_location output). Empty: etcd/<stack>.", None, "str"),
+        SettingSpec("backupAccessKeyId", "S3 access key ID the members upload with; with backupCreateBucket and no keys the stack makes a Spaces key that may use that bucket only.", None, "str", secret=True),
+        SettingSpec("backupSecretAccessKey", "S3 secret access key the members upload with (a secret).", None, "str", secret=True),
+        SettingSpec("backupEncryptionKey", "Key every snapshot is encrypted with before it leaves the member (a secret, at least 32 characters): keep a copy outside the stack, a snapshot opens with no other key.", None, "str", secret=True),
+        SettingSpec("backupSchedule", "When the members take a snapshot: a systemd OnCalendar expression (hourly, daily, *:0/30, Mon..Fri 02:00), at most every 5 minutes; times are UTC.", "hourly", "str"),
+        SettingSpec("backupKeepCount", "Retention: the newest snapshots kept; older ones are deleted after each successful upload.", 72, "int"),
+        SettingSpec("backupKeepDays", "Retention: snapshots older than this many days are deleted after each successful upload.", 14, "int"),
+        SettingSpec("backupCreateBucket", "digitalocean: create backupBucket as a Spaces bucket in `region` (private, versioned, deleted versions kept backupKeepDays; left in place by `pulumi destroy`).", False, "bool"),
+        SettingSpec("restoreFrom", "Create the cluster from a snapshot: latest (the newest of this cluster's own backups), s3://BUCKET/PREFIX/ (the newest there, e.g. another stack's backup_location) or s3://BUCKET/PREFIX/NAME.db. Read when the cluster is created; a running cluster is not changed.", None, "str"),
+        SettingSpec("restoreBumpRevision", "How far a restore moves the revision forward, marking the old ones compacted, so a Kubernetes control plane's watches never go back in time (etcd 3.4.27, 3.5.10 and later); 0: restored as it was.", backup.DEFAULT_BUMP_REVISION, "int"),
+    )),
+    # maintenance: what etcd needs done regularly
+    SettingGroup("maintenance", (
+        SettingSpec("defragSchedule", "When the members check for fragmentation and defragment, one member at a time and the leader last: a systemd OnCalendar expression, at most hourly; times are UTC; off: never.", backup.MaintenanceSpec().defrag_schedule, "str"),
     )),
 )
 SPECS: tuple[SettingSpec, ...] = tuple(spec for group in GROUPS for spec in group.specs)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from model import releases
+from model.backup import BackupSpec, MaintenanceSpec, RestoreSpec
 from model.rollout import RolloutSpec
 
 PROJECT = "etcd-cluster"
@@ -110,6 +111,11 @@ class Settings:
     backend: Backend = "digitalocean"
     install_packages: bool = True
     local: LocalVmSettings = field(default_factory=LocalVmSettings)
+    # None: no backups (`backupBucket` unset).
+    backup: BackupSpec | None = None
+    # None: the cluster starts empty (`restoreFrom` unset).
+    restore: RestoreSpec | None = None
+    maintenance: MaintenanceSpec = field(default_factory=MaintenanceSpec)
 
     @property
     def is_local(self) -> bool:
