@@ -127,3 +127,45 @@ def metadata_guard_unit(address: str, allowed_users: Sequence[str]) -> str:
         ]),
         ("Install", [("WantedBy", "multi-user.target")]),
     ])
+
+
+# Backups and defragmentation never run at once on a member (the leader does both).
+MAINTENANCE_LOCK = "/run/lock/etcd-maintenance.lock"
+
+
+def maintenance_service_unit(script: str, description: str, timeout_seconds: int) -> str:
+    """A oneshot service running one of the maintenance scripts (etcd-backup, etcd-defrag) on
+    every member; the script itself decides whether this member acts (the one that leads)."""
+    return render_unit([
+        ("Unit", [
+            ("Description", description),
+            ("Wants", "network-online.target"),
+            ("After", "network-online.target etcd.service"),
+        ]),
+        ("Service", [
+            ("Type", "oneshot"),
+            ("ExecStart", " ".join(["/usr/bin/flock", MAINTENANCE_LOCK, f"{SBIN}/{script}"])),
+            ("TimeoutStartSec", str(timeout_seconds)),
+            # Its reads and writes yield to etcd's own (the WAL's fsyncs share the disk).
+            ("Nice", "10"),
+            ("IOSchedulingClass", "idle"),
+            ("PrivateTmp", "yes"),
+            ("NoNewPrivileges", "yes"),
+        ]),
+    ])
+
+
+def timer_unit(description: str, on_calendar: str) -> str:
+    """Every member's timer fires at the same times (AccuracySec=1s: within a second of each
+    other), so the member that leads then is the one that acts; a missed run is not made up
+    (Persistent=no: the next one comes)."""
+    return render_unit([
+        ("Unit", [("Description", description)]),
+        ("Timer", [
+            # In UTC whatever the member's time zone: the schedule means the same everywhere.
+            ("OnCalendar", f"{on_calendar} UTC"),
+            ("AccuracySec", "1s"),
+            ("Persistent", "no"),
+        ]),
+        ("Install", [("WantedBy", "timers.target")]),
+    ])

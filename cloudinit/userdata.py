@@ -13,12 +13,11 @@ import gzip
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import yaml
 
-from cloudinit import seed, timeouts, unit
+from cloudinit import member_files, seed, timeouts, unit
 from cloudinit.etcd_flags import DEFAULT_PATHS, EtcdPaths, etcd_flags, initial_cluster_environment
 from model import consumers, rollout
 from model.cluster_spec import EtcdRelease
@@ -39,20 +38,18 @@ METADATA_ADDRESS = "169.254.169.254"
 METADATA_ALLOWED_USERS = ("do-agent",)
 # openssl: the rollout scripts check and verify certificates with it.
 PACKAGES = ("ca-certificates", "curl", "nftables", "openssl")
+# rclone: the backups upload and fetch snapshots with it.
+BACKUP_PACKAGES = ("rclone",)
 LOCAL_HOSTS = (
     "127.0.0.1 localhost\n"
     "::1 localhost ip6-localhost ip6-loopback\n"
     "ff02::1 ip6-allnodes\n"
     "ff02::2 ip6-allrouters\n"
 )
-# etcd-member-join and etcd-member-leave (membership changes through learners) are on every
-# member so that a machine created today can take part in a later grow, shrink or replacement.
-SCRIPTS = ("etcd-install", "etcd-prepare-data", "etcd-wait-for-peers", "etcd-metadata-guard",
-           "etcd-cluster-gate", "etcd-install-certs", "etcd-reconfigure", "etcd-member-join",
-           "etcd-member-leave")
-# The backup, restore and maintenance scripts (issue 13) are not in user-data yet: with them every
-# member's user-data would pass DigitalOcean's 64 KiB for 7 RSA-4096 members.
-BACKUP_SCRIPTS = ("etcd-backup", "etcd-restore", "etcd-defrag")
+# Every member-side script (cloudinit/member_files.py carries them in one archive).
+SCRIPTS = member_files.SCRIPTS
+# Where the user-data leaves the archive for etcd-install-files (tmpfs: gone after the boot).
+MEMBER_FILES_PATH = "/run/etcd-member-files.b64"
 
 
 @dataclass(frozen=True)
@@ -93,6 +90,14 @@ class MemberUserData:
     # initial-cluster file, so its etcd stays down until `etcd-member-join` has the cluster
     # add it and writes the file.
     founders: tuple[str, ...] = ()
+    # The member files' archive (cloudinit/member_files.py): the scripts, the maintenance
+    # timers, the backup settings. Empty: the scripts alone.
+    member_files_archive: str = ""
+    # Backups are on: the packages include rclone.
+    backups: bool = False
+    # What a founding member runs before etcd first starts to restore the cluster from a
+    # snapshot (model/backup.py restore_commands); empty: the cluster starts empty.
+    restore_commands: tuple[tuple[str, ...], ...] = ()
 
     @property
     def founding_members(self) -> tuple[Member, ...]:
@@ -104,10 +109,6 @@ class MemberUserData:
         return self.member in self.founding_members
 
 
-def _script(name: str) -> str:
-    return resources.files("cloudinit").joinpath("scripts", name).read_text()
-
-
 def _file(path: str, content: str, permissions: str, owner: str = "root:root") -> dict[str, Any]:
     entry: dict[str, Any] = {"path": path, "content": content, "permissions": permissions,
                              "owner": owner}
@@ -117,13 +118,19 @@ def _file(path: str, content: str, permissions: str, owner: str = "root:root") -
     return entry
 
 
-def _script_file(name: str) -> dict[str, Any]:
-    # The scripts are most of the document: compressed (cloud-init's gz+b64 encoding), so a
-    # 7-member cluster with RSA-4096 keys stays under DigitalOcean's 64 KiB user-data limit.
-    # mtime=0: the same script always renders the same bytes (no spurious diffs).
-    packed = base64.b64encode(gzip.compress(_script(name).encode(), mtime=0)).decode()
-    return {"path": f"{unit.SBIN}/{name}", "content": packed, "encoding": "gz+b64",
-            "permissions": "0755", "owner": "root:root"}
+def _installer_file() -> dict[str, Any]:
+    # The one script outside the archive: it installs the archive. Compressed (cloud-init's
+    # gz+b64); mtime=0: the same script always renders the same bytes (no spurious diffs).
+    content = member_files.installed_copy(member_files.INSTALLER).encode()
+    packed = base64.b64encode(gzip.compress(content, mtime=0)).decode()
+    return {"path": f"{unit.SBIN}/{member_files.INSTALLER}", "content": packed,
+            "encoding": "gz+b64", "permissions": "0755", "owner": "root:root"}
+
+
+def packages(install_packages: bool, backups: bool) -> list[str]:
+    if not install_packages:
+        return []
+    return [*PACKAGES, *(BACKUP_PACKAGES if backups else ())]
 
 
 def _etcdctl_env(paths: EtcdPaths) -> str:
@@ -160,17 +167,16 @@ def etcd_service_unit(member: Member, topology: Topology, etcd_line: str, tuning
                           etcd_flags(etcd_line, member, topology, tuning, paths))
 
 
-def first_boot_only(install_packages: bool = True,
+def first_boot_only(install_packages: bool = True, backups: bool = False,
                     metadata_allowed_users: Sequence[str] = METADATA_ALLOWED_USERS
                     ) -> dict[str, Any]:
     """What of the user-data reaches new members only (no rollout puts it on running ones):
-    the packages, the member-side scripts and the other files every member gets alike (by
+    the packages and the files every member gets alike outside the member files' archive (by
     SHA-256). Exported per cluster, so `pulumi preview` shows a change of it as a changed stack
     output."""
     guard = unit.metadata_guard_unit(METADATA_ADDRESS, metadata_allowed_users)
     return {
-        "packages": list(PACKAGES) if install_packages else [],
-        "scripts": {name: _sha256(_script(name)) for name in SCRIPTS},
+        "packages": packages(install_packages, backups),
         "files": {"/etc/systemd/system/etcd-metadata-guard.service": _sha256(guard),
                   "/etc/etcd/etcdctl.env": _sha256(_etcdctl_env(DEFAULT_PATHS))},
     }
@@ -185,8 +191,11 @@ def cloud_config(spec: MemberUserData) -> dict[str, Any]:
     paths = spec.paths
     pki = spec.pki
     etcd_owner = "etcd:etcd"
+    archive = spec.member_files_archive or member_files.archive(
+        member_files.member_files(None, None, None))
     write_files = [
-        *(_script_file(name) for name in SCRIPTS),
+        _installer_file(),
+        _file(MEMBER_FILES_PATH, archive, "0600"),
         _file(ETCD_UNIT_PATH, etcd_service_unit(spec.member, spec.topology, spec.etcd_line,
                                                 spec.tuning, paths), "0644"),
         _file("/etc/systemd/system/etcd-metadata-guard.service",
@@ -210,7 +219,7 @@ def cloud_config(spec: MemberUserData) -> dict[str, Any]:
         # Install what the scripts need; never upgrade the whole system at boot.
         "package_update": spec.install_packages,
         "package_upgrade": False,
-        **({"packages": list(PACKAGES)} if spec.install_packages else {}),
+        **({"packages": packages(True, spec.backups)} if spec.install_packages else {}),
         # With static hosts the file is ours: cloud-init must not rewrite it at the next boot.
         **({"manage_etc_hosts": False} if spec.static_hosts else {}),
         "users": [
@@ -235,12 +244,17 @@ def cloud_config(spec: MemberUserData) -> dict[str, Any]:
             # cloud-init runs runcmd as one plain sh script: stop at the first failure, so etcd
             # never starts after a failed install or without its data volume.
             ["set", "-e"],
+            # The scripts first (the rest runs them), with the timers and backup settings.
+            [f"{unit.SBIN}/{member_files.INSTALLER}", MEMBER_FILES_PATH],
             ["systemctl", "daemon-reload"],
             ["systemctl", "enable", "--now", "etcd-metadata-guard.service"],
             [f"{unit.SBIN}/etcd-install", spec.release.version, spec.release.url,
              spec.release.sha256],
             [f"{unit.SBIN}/etcd-prepare-data", spec.data_device, DATA_VOLUME_LABEL,
              unit.DATA_MOUNTPOINT, paths.data_dir, str(timeouts.DATA_DEVICE_TIMEOUT_SECONDS)],
+            # A cluster created from a snapshot: its founders restore it before etcd first
+            # starts (a member that joins later syncs from them).
+            *(list(command) for command in spec.restore_commands if spec.founding),
             ["systemctl", "enable", "etcd.service"],
             # etcd reports ready only once a quorum has formed: starting it without --no-block
             # would hold cloud-init until the other members boot. On a joining member the

@@ -15,6 +15,7 @@ from typing import Any
 
 import pulumi
 
+from cloudinit import member_files, unit
 from cloudinit.userdata import (
     MemberPki,
     MemberUserData,
@@ -24,6 +25,7 @@ from cloudinit.userdata import (
     render_user_data,
 )
 from components import vm_spec
+from components.backup_bucket import BackupBucket, BackupCredentials, given_credentials
 from components.cloudflare import CloudflareRecords, CloudflareRecordsArgs
 from components.digitalocean import DigitalOceanMembers, DigitalOceanMembersArgs, volume_device
 from components.local_vms import LocalVm, LocalVmMembersArgs
@@ -40,7 +42,7 @@ from components.pki import (
 from components.qemu import QemuMembers
 from components.rollout import MemberRollout, MemberRolloutArgs, replacement_leave
 from components.virtualbox import VirtualBoxMembers
-from model import consumers, expiry, membership, releases, replacement, rollout
+from model import backup, consumers, expiry, membership, releases, replacement, rollout
 from model.cluster_spec import ClusterSpec
 from model.firewall import inbound_rules
 from model.topology import Member, Topology, build_topology, possible_members
@@ -61,6 +63,8 @@ class EtcdClusterArgs:
     # Who founds the cluster and who joins it (components/stack.py reads it from the stack's
     # record); None: every member founds it (a new cluster).
     membership: membership.MembershipPlan | None = None
+    # What the stack's last update recorded the cluster was created from (`restored_from`).
+    restored_from: str | None = None
 
 
 class EtcdCluster(pulumi.ComponentResource):
@@ -69,6 +73,9 @@ class EtcdCluster(pulumi.ComponentResource):
     membership: membership.MembershipPlan
     pki: EtcdPki
     user_data: dict[str, pulumi.Output[str]]
+    # The member files' archive (cloudinit/member_files.py); secret with backups (it carries
+    # their credentials).
+    member_files: pulumi.Output[str]
     machines: dict[str, MemberMachine]
     # DigitalOcean: the VPC the members are in; None on the local backends.
     vpc_id: pulumi.Output[str] | None
@@ -89,6 +96,10 @@ class EtcdCluster(pulumi.ComponentResource):
             shared_clients=args.shared_clients, keep_unprefixed_names=keep,
             deploy_key=spec.rollout.enabled, protect_cas=spec.protect_members,
         ), opts=names.opts("pki"))
+        self._restored_from_recorded = (args.restored_from if self.membership.running
+                                        else None)
+        self.restoring = self._restoring(args.restored_from)
+        self.member_files = self._member_files(names)
         self.user_data = {
             member.name: self._user_data(member) for member in self.topology.members
         }
@@ -118,6 +129,46 @@ class EtcdCluster(pulumi.ComponentResource):
         production_warning = releases.production_warning(spec.release.version)
         if production_warning is not None:
             pulumi.log.warn(f"etcd cluster {spec.name}: {production_warning}", self)
+        if self.restoring is not None and self.restoring.bump_skipped is not None:
+            pulumi.log.warn(f"etcd cluster {spec.name}: {self.restoring.bump_skipped}", self)
+
+    def _restoring(self, recorded: str | None) -> backup.RestoreSpec | None:
+        """The restore this update makes: only a new cluster starts from a snapshot."""
+        restore = self.spec.restore
+        if restore is None or not self.membership.running:
+            return restore
+        if restore.text != recorded:
+            pulumi.log.warn(backup.running_cluster_warning(self.spec.name, restore.text), self)
+        return None
+
+    def _member_files(self, names: ChildNames) -> pulumi.Output[str]:
+        """The archive every member's files come from: at first boot and by the files step."""
+        spec = self.spec
+        defrag = spec.maintenance.defrag_schedule
+        if spec.backup is None:
+            return pulumi.Output.from_input(
+                member_files.archive(member_files.member_files(None, None, defrag)))
+        settings = spec.backup
+        credentials = self._backup_credentials(names)
+
+        def archive(values: list[str]) -> str:
+            access_key_id, secret_access_key = values
+            environment = backup.backup_environment(settings, spec.name, access_key_id,
+                                                    secret_access_key)
+            return member_files.archive(member_files.member_files(
+                environment, settings.schedule, defrag))
+
+        return pulumi.Output.secret(pulumi.Output.all(
+            credentials.access_key_id, credentials.secret_access_key).apply(archive))
+
+    def _backup_credentials(self, names: ChildNames) -> BackupCredentials:
+        settings = self.spec.backup
+        assert settings is not None
+        if not settings.create_bucket:
+            return given_credentials(settings)
+        bucket = BackupBucket(names.name("backups"), settings, self.spec.droplets.region,
+                              opts=pulumi.ResourceOptions(parent=self))
+        return bucket.credentials
 
     def _replacement_leave(self, names: ChildNames) -> dict[str, list[pulumi.Resource]]:
         """The leave of the member whose machine this update replaces, on a member that stays
@@ -210,6 +261,8 @@ class EtcdCluster(pulumi.ComponentResource):
             units={member.name: etcd_service_unit(member, self.topology, spec.etcd_line,
                                                   spec.tuning)
                    for member in self.topology.members},
+            member_files=self.member_files,
+            check_backups=spec.backup is not None,
             configuration_command=rollout.configuration_step(
                 len(self.topology.members), release.version, release.url, release.sha256,
                 releases.previous_line_minimum(release.version)),
@@ -237,7 +290,12 @@ class EtcdCluster(pulumi.ComponentResource):
         healthcheck = self.pki.clients[HEALTHCHECK_CLIENT]
 
         def render(values: list[str | None]) -> str:
-            *pems, rollout_public_key = values
+            *pems, rollout_public_key, archive, created_at = values
+            restore_commands: tuple[tuple[str, ...], ...] = ()
+            if self.restoring is not None:
+                restore_commands = tuple(tuple(command) for command in backup.restore_commands(
+                    self.restoring, f"{unit.SBIN}/etcd-backup", f"{unit.SBIN}/etcd-restore",
+                    created_at or ""))
             user_data = render_user_data(MemberUserData(
                 member=member,
                 topology=self.topology,
@@ -250,6 +308,9 @@ class EtcdCluster(pulumi.ComponentResource):
                 install_packages=spec.install_packages,
                 rollout_public_key=rollout_public_key,
                 founders=self.membership.founders,
+                member_files_archive=archive or "",
+                backups=spec.backup is not None,
+                restore_commands=restore_commands,
             ))
             check_size(user_data, member.fqdn, spec.backend)
             return user_data
@@ -261,6 +322,9 @@ class EtcdCluster(pulumi.ComponentResource):
             healthcheck.cert_pem, healthcheck.key_pem,
             (self.pki.deploy_key.public_key_openssh if self.pki.deploy_key
              else pulumi.Output.from_input(None)),
+            self.member_files,
+            # The cluster's creation: a restore of `latest` takes the newest snapshot before it.
+            self.pki.peer_ca.issued_at,
         ).apply(render)
         # The one place user-data becomes secret: it holds the member's private keys.
         return pulumi.Output.secret(rendered)
@@ -313,7 +377,19 @@ class EtcdCluster(pulumi.ComponentResource):
             "cluster_tag": spec.cluster_tag if spec.backend == "digitalocean" else None,
             # What no rollout puts on running members: a change here shows at preview as a
             # changed output, and reaches new (or replaced) members only.
-            "new_members_only": first_boot_only(spec.install_packages),
+            "new_members_only": first_boot_only(spec.install_packages, spec.backup is not None),
+            # What the files step installs on every member (path -> SHA-256): a change here
+            # shows at preview as a changed output.
+            "member_files": member_files.manifest(member_files.member_files(
+                member_files.SECRET if spec.backup else None,
+                spec.backup.schedule if spec.backup else None,
+                spec.maintenance.defrag_schedule)),
+            # Where the snapshots go: what another stack's restoreFrom takes.
+            "backup_location": (spec.backup.location(spec.name).url if spec.backup else None),
+            "backup_schedule": spec.backup.schedule if spec.backup else None,
+            # What the cluster was created from (restoreFrom when it was created), kept after.
+            backup.RESTORED_OUTPUT: (self.restoring.text if self.restoring is not None
+                              else self._restored_from_recorded),
         }
 
 

@@ -60,6 +60,8 @@ class IssuedCert:
     cert_pem: pulumi.Output[str]
     key_pem: pulumi.Output[str]
     expires_at: pulumi.Output[str]
+    # When it was issued (RFC 3339): a cluster's peer CA dates the cluster's creation.
+    issued_at: pulumi.Output[str]
 
 
 @dataclass(frozen=True)
@@ -188,7 +190,7 @@ class EtcdPki(pulumi.ComponentResource):
             opts=self._names.opts(f"{name}-cert", protect=self._protect_cas),
         )
         return IssuedCert(cert.cert_pem, pulumi.Output.secret(key.private_key_pem),
-                          cert.validity_end_time)
+                          cert.validity_end_time, cert.validity_start_time)
 
     def _member_certs(self, member: Member) -> MemberCerts:
         # A static address (local backends) is known now, so clients may dial it and peers are
@@ -226,4 +228,4 @@ class EtcdPki(pulumi.ComponentResource):
             opts=self._names.opts(f"{name}-cert"),
         )
         return IssuedCert(cert.cert_pem, pulumi.Output.secret(key.private_key_pem),
-                          cert.validity_end_time)
+                          cert.validity_end_time, cert.validity_start_time)

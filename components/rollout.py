@@ -7,13 +7,14 @@ every step. Then each member that joins it (a grow, or a member whose machine wa
 member order: its join step (`etcd-member-join` on the new machine: added as a learner, caught
 up, promoted, the cluster healthy with it). A replaced member's leave comes before the
 machines (`replacement_leave`: its new machine waits for it). Then per member, in member order:
-its certificate step (renewed server and
-peer certificates and keys), then its configuration step (the pinned etcd release and the
-member's etcd unit; etcd is restarted when either changed). Every step depends on the one
-before it, so the engine runs them one after another and stops at the first that fails; each
-runs `etcd-cluster-gate` (the whole cluster healthy) before and after it touches its member, so
-no step ever takes a second member down. A step re-runs when its input changes (a renewed
-certificate, a new `etcdVersion`, changed flags), so such changes reach every running member in
+its files step (the member files' archive: scripts, backup and defragmentation timers, backup
+settings; etcd is not touched), its certificate step (renewed server and peer certificates and
+keys), then its configuration step (the pinned etcd release and the member's etcd unit; etcd is
+restarted when either changed). Every step depends on the one before it, so the engine runs
+them one after another and stops at the first that fails; each step that touches etcd runs
+`etcd-cluster-gate` (the whole cluster healthy) before and after it, so no step ever takes a
+second member down. A step re-runs when its input changes (a renewed certificate, a new
+`etcdVersion`, changed flags, new scripts or backup settings), so such changes reach every running member in
 turn by an ordinary `pulumi up`, and `pulumi preview` lists the steps that will run, in order.
 A failed `pulumi up` resumes where it stopped: the member-side scripts change nothing where
 there is nothing to change.
@@ -59,6 +60,10 @@ class MemberRolloutArgs:
     bundles: Mapping[str, pulumi.Output[str]]
     # Per member name: its etcd.service (the configuration step's standard input).
     units: Mapping[str, str]
+    # The member files' archive (the files step's standard input; secret with backups).
+    member_files: pulumi.Output[str]
+    # Backups are on: each files step checks their settings against the bucket.
+    check_backups: bool
     # The configuration step's command (model/rollout.py `configuration_step`).
     configuration_command: str
     # The deploy key, OpenSSH private key format (secret).
@@ -68,8 +73,8 @@ class MemberRolloutArgs:
 
 
 class MemberRollout(pulumi.ComponentResource):
-    # Every step, in the order they run: (member name, "leave" | "join" | "certificates" |
-    # "configuration", step).
+    # Every step, in the order they run: (member name, "leave" | "join" | "files" |
+    # "certificates" | "configuration", step).
     steps: list[tuple[str, str, command.remote.Command]]
 
     def __init__(self, name: str, args: MemberRolloutArgs,
@@ -91,6 +96,8 @@ class MemberRollout(pulumi.ComponentResource):
                        None, ignore_changes=["create"],
                        replacement_trigger=args.generations.get(member.name, 0))
         for member in args.members:
+            self._step(member, "files", rollout.files_step(member.name, args.check_backups),
+                       args.member_files)
             self._step(member, "certificates",
                        rollout.certificate_step(args.expected_members, member.fqdn),
                        args.bundles[member.name])

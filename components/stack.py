@@ -8,6 +8,7 @@ the client files (CA, kube-apiserver's client certificate) are the main cluster'
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pulumi
@@ -15,15 +16,17 @@ import pulumi
 from components.cluster import EtcdCluster, EtcdClusterArgs
 from components.config import StackSettingsError
 from components.recorded import recorded_outputs
-from model import consumers, membership, replacement
+from model import backup, consumers, membership, replacement
 from model.cluster_spec import ClusterSpec, events_cluster, main_cluster
 from model.settings import Settings
 from model.topology import build_topology
 
-# Outputs the events cluster shares with the main one: exported once, by the main cluster.
+# Outputs the events cluster shares with the main one, and the backups' (an events cluster
+# has none): exported once, by the main cluster.
 SHARED_OUTPUTS = frozenset({
     "ca_pem", "apiserver_client_cert_pem", "apiserver_client_key_pem", "backend",
     "kubeadm_external_etcd", "vpc_id", "client_source_tags",
+    "backup_location", "backup_schedule", backup.RESTORED_OUTPUT,
 })
 EVENTS_PREFIX = "events_"
 
@@ -31,9 +34,12 @@ EVENTS_PREFIX = "events_"
 def build_clusters(settings: Settings) -> tuple[EtcdCluster, EtcdCluster | None]:
     main_spec = main_cluster(settings)
     events_spec = events_cluster(settings)
-    main_plan, events_plan = membership_plans(main_spec, events_spec)
-    main = EtcdCluster(main_spec.name, EtcdClusterArgs(spec=main_spec, membership=main_plan,
-                                                       keep_unprefixed_names=True))
+    recorded = recorded_outputs()
+    main_plan, events_plan = membership_plans(main_spec, events_spec, recorded)
+    restored_from = recorded.get(backup.RESTORED_OUTPUT)
+    main = EtcdCluster(main_spec.name, EtcdClusterArgs(
+        spec=main_spec, membership=main_plan, keep_unprefixed_names=True,
+        restored_from=restored_from if isinstance(restored_from, str) else None))
     if events_spec is None:
         return main, None
     events = EtcdCluster(events_spec.name, EtcdClusterArgs(
@@ -45,13 +51,13 @@ def build_clusters(settings: Settings) -> tuple[EtcdCluster, EtcdCluster | None]
     return main, events
 
 
-def membership_plans(main: ClusterSpec, events: ClusterSpec | None
+def membership_plans(main: ClusterSpec, events: ClusterSpec | None,
+                     recorded: Mapping[str, Any]
                      ) -> tuple[membership.MembershipPlan, membership.MembershipPlan | None]:
     """Each cluster's founders, joiners, leavers and replaced member, from the members the
-    stack's last update recorded; stops before any resource is registered when a running
-    cluster would change its members in a way `pulumi up` cannot make safe (model/membership.py
-    and model/replacement.py say why)."""
-    recorded = recorded_outputs()
+    stack's last update recorded (`recorded`: its outputs); stops before any resource is
+    registered when a running cluster would change its members in a way `pulumi up` cannot make
+    safe (model/membership.py and model/replacement.py say why)."""
     problems = []
     plans: list[membership.MembershipPlan | None] = []
     requested = main.rollout.replace_member

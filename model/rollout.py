@@ -20,8 +20,9 @@ INSTALL_CERTS = f"{SBIN}/etcd-install-certs"
 RECONFIGURE = f"{SBIN}/etcd-reconfigure"
 MEMBER_JOIN = f"{SBIN}/etcd-member-join"
 MEMBER_LEAVE = f"{SBIN}/etcd-member-leave"
+INSTALL_FILES = f"{SBIN}/etcd-install-files"
 # What the rollout user may run as root, and nothing else.
-SUDO_COMMANDS = (GATE, INSTALL_CERTS, RECONFIGURE, MEMBER_JOIN, MEMBER_LEAVE)
+SUDO_COMMANDS = (GATE, INSTALL_CERTS, RECONFIGURE, MEMBER_JOIN, MEMBER_LEAVE, INSTALL_FILES)
 # How long a joining learner may take to catch up before the join removes it again.
 JOIN_TIMEOUT_SECONDS = 600
 # How long a leave may wait for each of its gates and for leadership to move.
@@ -84,6 +85,25 @@ def configuration_step(expected_members: int, version: str, url: str, sha256: st
     if previous_line_minimum is not None:
         step += ["--previous-minor-from", previous_line_minimum]
     return _gated(expected_members, [*step, "-"])
+
+
+def files_step(name: str, check_backups: bool) -> str:
+    """The remote command of one member's files step: the member files' archive (on stdin:
+    the scripts, the maintenance timers, the backup settings) installed where it differs
+    (`etcd-install-files`); etcd itself is not touched, so the step needs no health gate. With
+    backups, their settings are checked against the bucket. A member created before the
+    rollout user could run the installer is named, with the way out."""
+    # A new member's boot may still be installing the same files.
+    wait = "cloud-init status --wait >/dev/null 2>&1 || :"
+    allowed = shlex.join(["sudo", "-n", "-l", INSTALL_FILES])
+    older = (f"{name} was created by a version of this program whose rollout user may not run "
+             f"{INSTALL_FILES}, so no pulumi up can give it scripts, timers or backup settings: "
+             f"replace it (pulumi config set replaceMember {name}; one member per update), or "
+             "install the installer by hand (README, \"Members created by older versions\")")
+    install = shlex.join(["sudo", "-n", INSTALL_FILES,
+                          *(["--check-backups"] if check_backups else []), "-"])
+    return (f"{wait}; if ! {allowed} >/dev/null 2>&1; then "
+            f"echo {shlex.quote(f'etcd-install-files: {older}')} >&2; exit 1; fi; {install}")
 
 
 def join_step(name: str, peer_url: str, endpoints: list[str]) -> str:

@@ -32,6 +32,7 @@ from pathlib import Path
 import pytest
 from program import ProgramRun
 from realcluster.harness import Cluster, Result
+from realcluster.member import EtcdMember
 from realcluster.objectstore import ObjectStore, rclone_binary
 from realcluster.pytest_support import new_cluster, report
 from realcluster.rollout import MemberScripts
@@ -58,11 +59,12 @@ class Backups:
         """etcd-backup on member `name` with its backup.env for the store."""
         member = self.cluster.members[name]
         env_file = member.path("/etc/etcd/backup.env")
-        settings = self.store.settings(name, prefix, key or self.key, keep_count, keep_days)
+        settings = self.store.settings(prefix, key or self.key, keep_count, keep_days)
         env_file.write_text("".join(f"{setting}={value}\n" for setting, value in settings.items()))
         env_file.chmod(0o600)
         return self.scripts[name].run(BACKUP, *args, timeout=300, env={
             "ETCD_BACKUP_ENV_FILE": str(env_file),
+            "ETCD_UNIT_FILE": str(remapped_unit(member)),
             "ETCD_BACKUP_WORK_DIR": str(member.path("/var/lib/etcd/backup")),
             "ETCD_BACKUP_STATE_DIR": str(self.state_dir(name)),
         })
@@ -86,6 +88,14 @@ class Backups:
 
     def sealed(self, *args: str, key: str | None = None, prefix: str = PREFIX) -> Result:
         return self.store.rclone(prefix, key or self.key, *args)
+
+
+def remapped_unit(member: EtcdMember) -> Path:
+    """The member's unit with its paths in the member's root (the scripts read flags from it)."""
+    unit = member.path("/root/etcd.service")
+    unit.parent.mkdir(mode=0o700, exist_ok=True)
+    unit.write_text(member.remapped_unit_text())
+    return unit
 
 
 @pytest.fixture(scope="module", params=["3.4", "3.6"], ids=lambda line: f"etcd{line}")
@@ -241,21 +251,19 @@ RESTORE = REPO / "cloudinit" / "scripts" / "etcd-restore"
 
 def restore_env(backups: Backups, name: str) -> dict[str, str]:
     member = backups.cluster.members[name]
-    unit = member.path("/root/etcd.service")
-    unit.parent.mkdir(mode=0o700, exist_ok=True)
-    unit.write_text(member.remapped_unit_text())
     return {
-        "ETCD_UNIT_FILE": str(unit),
+        "ETCD_UNIT_FILE": str(remapped_unit(member)),
         "ETCD_INITIAL_CLUSTER_FILE": str(member.path("/etc/etcd/initial-cluster.env")),
     }
 
 
-def fetch(backups: Backups, name: str, which: str, key: str | None = None) -> tuple[Result, Path]:
+def fetch(backups: Backups, name: str, which: str, *args: str,
+          key: str | None = None) -> tuple[Result, Path]:
     """etcd-backup --fetch on member `name` into its /root/snapshot.db (removed first)."""
     output = backups.cluster.members[name].path("/root/snapshot.db")
     output.parent.mkdir(mode=0o700, exist_ok=True)
     output.unlink(missing_ok=True)
-    return backups.run(name, "--fetch", which, "--output", str(output), key=key), output
+    return backups.run(name, "--fetch", which, *args, "--output", str(output), key=key), output
 
 
 def restore_can_bump(cluster: Cluster) -> bool:
@@ -271,6 +279,47 @@ def test_a_fetch_with_another_key_fails_and_writes_nothing(backups: Backups) -> 
     assert failed.returncode == 1, failed
     assert "cannot download and open" in failed.stderr, failed
     assert not output.exists()
+
+
+def test_check_counts_the_snapshots_and_fails_naming_the_endpoint_while_storage_is_down(
+        backups: Backups) -> None:
+    name = backups.cluster.names[0]
+    ok(backups.run(backups.leader()), "etcd-backup")
+    checked = ok(backups.run(name, "--check"), "etcd-backup --check")
+    count = len(snapshot_names(backups))
+    assert f"{backups.store.bucket}/{PREFIX} at {backups.store.endpoint} answers: {count} snapshot(s)" \
+        in checked.stdout, checked
+    backups.store.stop()
+    try:
+        failed = backups.run(name, "--check")
+    finally:
+        backups.store.start()
+    assert failed.returncode == 1, failed
+    assert f"cannot list the snapshots in {backups.store.bucket}/{PREFIX} at {backups.store.endpoint}" \
+        in failed.stderr, failed
+    assert backups.key not in failed.output and backups.store.secret_access_key not in failed.output
+
+
+def test_latest_taken_before_a_time_is_the_newest_before_it_on_every_member(
+        backups: Backups) -> None:
+    # One real snapshot, copied in the bucket under the names of three earlier ones.
+    prefix = "stack/cutoff"
+    leader = backups.leader()
+    ok(backups.run(leader, "--any-member", prefix=prefix), "etcd-backup")
+    (taken,) = snapshot_names(backups, prefix)
+    names = [f"202612{day:02d}T120000Z-{leader}-r{day}.db" for day in (1, 2, 3)]
+    for name in names:
+        ok(backups.sealed("copyto", f"sealed:{taken}", f"sealed:{name}", prefix=prefix),
+           f"copying to {name}")
+    for member in backups.cluster.names:
+        fetched, _ = fetch(backups, member, "latest", "--from",
+                           f"{backups.store.bucket}/{prefix}", "--taken-before", "20261203T000000Z")
+        ok(fetched, f"etcd-backup --fetch latest --taken-before on {member}")
+        assert f"fetched {names[1]} from {backups.store.bucket}/{prefix}" in fetched.stdout, fetched
+    none, output = fetch(backups, leader, "latest", "--from", f"{backups.store.bucket}/{prefix}",
+                         "--taken-before", "20261101T000000Z")
+    assert none.returncode == 1 and not output.exists()
+    assert "holds no snapshot taken before 20261101T000000Z" in none.stderr, none
 
 
 def test_restore_refuses_while_etcd_runs_and_changes_nothing(backups: Backups) -> None:

@@ -20,7 +20,7 @@ from program import DROPLET, PRIVATE_KEY, ProgramError, ProgramRun, run_program
 from realcheck import SCRIPTS_DIR
 from test_program_local import LOCAL_STACK
 
-from cloudinit.userdata import BACKUP_SCRIPTS
+from cloudinit import member_files
 from model import releases, rollout
 from model.settings import SettingsError
 
@@ -46,10 +46,11 @@ def chain(run: ProgramRun) -> list[Any]:
     return run.of_type(REMOTE)
 
 
-def test_each_member_gets_a_certificate_step_then_a_configuration_step_in_member_order(
+def test_each_member_gets_a_files_step_a_certificate_step_then_a_configuration_step_in_member_order(
         local: ProgramRun) -> None:
     assert [step.short_name for step in chain(local)] == [
-        f"{member}-{kind}" for member in MEMBERS for kind in ("certificates", "configuration")]
+        f"{member}-{kind}" for member in MEMBERS
+        for kind in ("files", "certificates", "configuration")]
 
 
 def test_each_step_waits_for_the_one_before_so_no_two_steps_ever_run_at_once(
@@ -109,12 +110,14 @@ def test_members_get_a_rollout_user_with_the_public_key_and_sudo_for_the_scripts
         (user,) = [entry for entry in users if isinstance(entry, dict)
                    and entry["name"] == rollout.ROLLOUT_USER]
         assert user["ssh_authorized_keys"] == [key.outputs["publicKeyOpenssh"].strip()]
-        # The membership scripts too: a grow runs etcd-member-join on the new member.
+        # The membership scripts too: a grow runs etcd-member-join on the new member; and the
+        # installer of the scripts, timers and backup settings.
         assert user["sudo"] == ("ALL=(root) NOPASSWD: /usr/local/sbin/etcd-cluster-gate, "
                                 "/usr/local/sbin/etcd-install-certs, "
                                 "/usr/local/sbin/etcd-reconfigure, "
                                 "/usr/local/sbin/etcd-member-join, "
-                                "/usr/local/sbin/etcd-member-leave")
+                                "/usr/local/sbin/etcd-member-leave, "
+                                "/usr/local/sbin/etcd-install-files")
         assert user["lock_passwd"] is True
 
 
@@ -155,9 +158,10 @@ def test_a_bastion_is_the_steps_proxy(program: Any) -> None:
 def test_the_events_cluster_rolls_out_on_its_own_chain(program: Any) -> None:
     run: ProgramRun = program({**QEMU, "eventsCluster": True, "eventsMemberCount": 1}, "local")
     events = chain(run.cluster("local-events"))
-    assert [step.short_name for step in events] == ["etcd-events-1-certificates",
+    assert [step.short_name for step in events] == ["etcd-events-1-files",
+                                                    "etcd-events-1-certificates",
                                                     "etcd-events-1-configuration"]
-    for step in events:
+    for step in events[1:]:
         assert step.inputs["create"].count("--expect-members 1") == 2
     main_urns = {step.urn for step in chain(run.cluster("local"))}
     assert not any(step.all_dependencies & main_urns for step in events)
@@ -222,12 +226,21 @@ def test_what_no_rollout_reaches_is_exported_so_preview_shows_its_changes(
         program: Any) -> None:
     exported = program({"rolloutVia": "private"}).output("new_members_only")
     assert exported["packages"] == ["ca-certificates", "curl", "nftables", "openssl"]
-    # Every script user-data installs (the backup ones are not installed yet).
-    scripts = {path.name: hashlib.sha256(path.read_bytes()).hexdigest()
-               for path in SCRIPTS_DIR.iterdir() if path.name not in BACKUP_SCRIPTS}
-    assert exported["scripts"] == scripts
     assert set(exported["files"]) == {"/etc/systemd/system/etcd-metadata-guard.service",
                                       "/etc/etcd/etcdctl.env"}
+
+
+def test_what_the_files_step_installs_is_exported_so_preview_names_each_changed_file(
+        program: Any) -> None:
+    exported = program({"rolloutVia": "private"}).output("member_files")
+    scripts = {f"/usr/local/sbin/{path.name}":
+               hashlib.sha256(member_files.installed_copy(path.name).encode()).hexdigest()
+               for path in SCRIPTS_DIR.iterdir()}
+    assert {path: digest for path, digest in exported.items()
+            if path.startswith("/usr/local/sbin/")} == scripts
+    # The defragmentation timer is on by default; no backups without a bucket.
+    assert sorted(path for path in exported if path.startswith("/etc/")) == [
+        "/etc/systemd/system/etcd-defrag.service", "/etc/systemd/system/etcd-defrag.timer"]
 
 
 @pytest.mark.parametrize(("config", "message"), [

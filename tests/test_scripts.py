@@ -32,7 +32,7 @@ import pytest
 import realcheck
 from realcheck import SCRIPTS_DIR
 
-from cloudinit.userdata import BACKUP_SCRIPTS, METADATA_ADDRESS, SCRIPTS
+from cloudinit.userdata import METADATA_ADDRESS, SCRIPTS
 
 SCRIPT_PATHS = sorted(SCRIPTS_DIR.iterdir())
 VERSION = "3.5.1"
@@ -46,7 +46,7 @@ def script(name: str) -> str:
 # --- static checks --------------------------------------------------------------------------
 
 def test_every_script_user_data_installs_is_in_the_scripts_directory() -> None:
-    assert sorted(path.name for path in SCRIPT_PATHS) == sorted(SCRIPTS + BACKUP_SCRIPTS)
+    assert sorted(path.name for path in SCRIPT_PATHS) == sorted(SCRIPTS)
 
 
 @pytest.mark.parametrize("path", SCRIPT_PATHS, ids=lambda path: path.name)

@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 import realcheck
 import yaml
-from cloud_config import write_file_contents
+from cloud_config import installed_files, write_file_contents
 from realcheck import LINES, MEMBER_COUNTS, VERSION_OF_LINE
 
-from cloudinit import unit
+from cloudinit import member_files, unit
 from cloudinit.userdata import (
     SCRIPTS,
     USER_DATA_LIMITS,
@@ -224,8 +224,9 @@ def test_written_certificates_and_scripts_are_the_inputs(line: str, members: int
         assert contents[paths.peer_key] == pki.peer_key_pem
         assert contents[paths.peer_ca] == pki.peer_ca_pem
         assert contents[paths.client_ca] == pki.client_ca_pem
+        installed = installed_files(text)
         for name in SCRIPTS:
-            assert contents[f"{unit.SBIN}/{name}"] == (realcheck.SCRIPTS_DIR / name).read_text()
+            assert installed[f"{unit.SBIN}/{name}"] == member_files.installed_copy(name)
 
 
 @MATRIX
@@ -478,8 +479,8 @@ def run_runcmd(tmp_path: Path, install_exit: int) -> list[str]:
 def test_runcmd_runs_in_order_install_prepare_then_start(tmp_path: Path) -> None:
     calls = run_runcmd(tmp_path, install_exit=0)
     names = [call.split()[0] for call in calls]
-    assert names == ["systemctl", "systemctl", "etcd-install", "etcd-prepare-data", "systemctl",
-                     "systemctl"], calls
+    assert names == ["etcd-install-files", "systemctl", "systemctl", "etcd-install",
+                     "etcd-prepare-data", "systemctl", "systemctl"], calls
     assert calls[-1] == "systemctl start --no-block etcd.service"
 
 

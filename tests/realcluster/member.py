@@ -224,6 +224,16 @@ class EtcdMember:
             target.write_text(contents[entry["path"]])
             target.chmod(int(entry.get("permissions", "0644"), 8))
             os.chown(target, *self._owner(entry.get("owner", "root:root")))
+        # The scripts, timers and backup settings: the member's own installer, as its first
+        # runcmd runs it, into the member's root (the timers are systemd's: not started here).
+        installer = self._runcmd("etcd-install-files")
+        installed = subprocess.run(
+            [tools().sh, str(self.path(installer[0])), str(self.path(installer[1]))],
+            env={"PATH": os.environ["PATH"], "ETCD_FILES_ROOT": str(self.root),
+                 "ETCD_SYSTEMCTL": "true", "TMPDIR": str(self.root.parent)},
+            capture_output=True, text=True, timeout=120)
+        if installed.returncode != 0:
+            raise ValueError(f"{self.name}: etcd-install-files failed: {installed.stderr}")
         # etcd-install VERSION URL SHA256: the real binaries of the same line instead.
         install = self._runcmd("etcd-install")
         version = install[1]

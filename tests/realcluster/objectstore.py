@@ -113,11 +113,10 @@ class ObjectStore:
         return {path.name: path.read_bytes() for path in sorted(directory.iterdir())
                 if path.is_file()}
 
-    def settings(self, member: str, prefix: str, encryption_key: str, keep_count: int = 168,
+    def settings(self, prefix: str, encryption_key: str, keep_count: int = 168,
                  keep_days: int = 7) -> dict[str, str]:
         """A member's backup.env (the names etcd-backup reads) for this store."""
         return {
-            "ETCD_BACKUP_MEMBER": member,
             "ETCD_BACKUP_ENDPOINT": self.endpoint,
             "ETCD_BACKUP_REGION": REGION,
             "ETCD_BACKUP_BUCKET": self.bucket,
