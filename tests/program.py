@@ -61,9 +61,9 @@ from components.recorded import READ_STACK_OUTPUTS
 __all__ = [
     "CERT_REQUEST", "CLUSTER", "COMMAND", "DNS_RECORD", "DROPLET", "FIREWALL", "LOCALLY_SIGNED_CERT",
     "PRIVATE_KEY",
-    "SELF_SIGNED_CERT", "STACK", "TAG", "VOLUME", "VOLUME_ATTACHMENT", "VPC", "ProgramError",
-    "ProgramRun", "Registration", "StackOutput", "run_component_program", "run_main_program",
-    "run_program",
+    "SELF_SIGNED_CERT", "SPACES_BUCKET", "SPACES_KEY", "STACK", "TAG", "VOLUME",
+    "VOLUME_ATTACHMENT", "VPC", "ProgramError", "ProgramRun", "Registration", "Secret",
+    "StackOutput", "run_component_program", "run_main_program", "run_program",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,6 +82,8 @@ VPC = "digitalocean:index/vpc:Vpc"
 DNS_RECORD = "cloudflare:index/dnsRecord:DnsRecord"
 COMMAND = "command:local:Command"
 CLUSTER = "etcd-cluster:index:EtcdCluster"
+SPACES_BUCKET = "digitalocean:index/spacesBucket:SpacesBucket"
+SPACES_KEY = "digitalocean:index/spacesKey:SpacesKey"
 
 # A complete, valid configuration: what every run starts from unless `base=False`. The checksum
 # is set because the program refuses a release whose checksum it does not know.
@@ -144,6 +146,8 @@ class Registration:
     # The `replacement_trigger` option (a change of it replaces the resource), as a plain value.
     replacement_trigger: Any = None
     delete_before_replace: bool = False
+    # The `retain_on_delete` option: `pulumi destroy` leaves the cloud resource in place.
+    retain_on_delete: bool = False
     id: str | None = None
     outputs: dict[str, Any] | None = None
 
@@ -170,6 +174,8 @@ class ProgramRun:
     project: str
     stack: str
     config: dict[str, str]
+    # The config keys stored as secrets.
+    secret_keys: list[str] = field(default_factory=list)
     registrations: list[Registration] = field(default_factory=list)
     outputs: dict[str, StackOutput] = field(default_factory=dict)
     program_globals: dict[str, Any] = field(default_factory=dict)
@@ -185,7 +191,7 @@ class ProgramRun:
         under = [reg for reg in self.registrations
                  if reg is root or any(parent is root for parent in self.ancestors(reg))]
         return ProgramRun(project=self.project, stack=self.stack, config=self.config,
-                          registrations=under, outputs=self.outputs,
+                          secret_keys=self.secret_keys, registrations=under, outputs=self.outputs,
                           program_globals=self.program_globals)
 
     def _by_short_name(self, registrations: list[Registration]) -> dict[str, Registration]:
@@ -313,10 +319,24 @@ class ProgramRun:
 
 # --- config ---------------------------------------------------------------------------------
 
+class Secret(str):
+    """A configuration value stored as a secret (`pulumi config set --secret`)."""
+
+    def __repr__(self) -> str:
+        # Distinct from the plain value's: conftest's cache of runs keys on it.
+        return f"Secret({str.__repr__(self)})"
+
+
+def secret_config_keys(config: Mapping[str, Any] | None) -> list[str]:
+    """The namespaced keys of `config` whose values are `Secret`s."""
+    return [key if ":" in key else f"{PROJECT}:{key}" for key, value in (config or {}).items()
+            if isinstance(value, Secret)]
+
+
 def config_value(value: Any) -> str:
     """What the Pulumi CLI hands the program: strings, structured values as JSON."""
     if isinstance(value, str):
-        return value
+        return str(value)
     return json.dumps(value)
 
 
@@ -406,6 +426,10 @@ class ProgramMocks(pulumi_mocks.Mocks):
         if args.typ == COMMAND:
             # What a create script prints: progress, never the user-data it was given.
             return str(stable), {**inputs, "stdout": "", "stderr": "created\n"}
+        if args.typ == SPACES_KEY:
+            # The provider marks secretKey secret itself (additionalSecretOutputs).
+            return str(stable), {**inputs, "accessKey": f"DO00{stable.hex[:16].upper()}",
+                                 "secretKey": f"spaces-secret-{stable.hex}"}
         return str(stable), inputs
 
 
@@ -469,6 +493,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             replacement_trigger=_plain_number(json_format.MessageToDict(
                 request.replacement_trigger)) if request.HasField("replacement_trigger") else None,
             delete_before_replace=bool(request.deleteBeforeReplace),
+            retain_on_delete=bool(request.retainOnDelete),
         )
         with self._record_lock:
             self.registrations.append(registration)
@@ -532,7 +557,7 @@ def _run_in_this_thread(run: ProgramRun, program: Callable[[], dict[str, Any]],
             organization=ORGANIZATION,
             callbacks=None,
         ))
-        set_all_config(dict(run.config))
+        set_all_config(dict(run.config), run.secret_keys)
         captured: dict[str, Any] = {}
 
         def main() -> None:
@@ -572,7 +597,8 @@ def run_program(config: Mapping[str, Any] | None = None, stack: str = DEFAULT_ST
     """Run the program once under mocks; raise ProgramError if anything in it fails.
     `recorded_outputs`: the stack's outputs as its last update left them (default: a new
     stack)."""
-    run = ProgramRun(project=PROJECT, stack=stack, config=stack_config(config, base))
+    run = ProgramRun(project=PROJECT, stack=stack, config=stack_config(config, base),
+                     secret_keys=secret_config_keys(config))
     failure: list[BaseException] = []
 
     def target() -> None:
