@@ -12,11 +12,11 @@ import contextlib
 import ipaddress
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import realcheck
 from program import ProgramRun
@@ -132,18 +132,23 @@ def member_seeds(run: ProgramRun) -> list[MemberSeed]:
 
 @contextlib.contextmanager
 def nspawn_stack(run_program: Callable[..., ProgramRun], image: Path, release: tuple[Path, str],
-                 members: int, workdir: Path,
-                 cloud_init_timeout: float = 600) -> Iterator[tuple[LocalCluster, NspawnCluster]]:
+                 members: int, workdir: Path, cloud_init_timeout: float = 600, *,
+                 stack: str = "e2e", extra: Mapping[str, Any] | None = None,
+                 before_boot: Callable[[NspawnCluster], object] | None = None,
+                 ) -> Iterator[tuple[LocalCluster, NspawnCluster]]:
     """The local stack's members as system containers, cloud-init finished on each (raises
-    guests.nspawn.Unavailable when this machine cannot run them)."""
+    guests.nspawn.Unavailable when this machine cannot run them). `extra`: more settings;
+    `before_boot` runs once the members' network exists (a server they need at first boot)."""
     served, sha256 = release
     run = run_program(local_stack_config(members=members, state_dir=workdir / "vms",
                                          image_dir=image, release_sha256=sha256,
-                                         gateway=GATEWAY), "e2e")
+                                         gateway=GATEWAY, **(extra or {})), stack)
     seeds = member_seeds(run)
     with NspawnCluster(image, seeds, workdir / "containers", f"{GATEWAY}/24") as machines:
         machines.popen_in_bridge_ns(http_server_argv(served, GATEWAY), stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
+        if before_boot is not None:
+            before_boot(machines)
         cluster = LocalCluster(run=run, commands=stack_commands(run),
                                files=client_files(run, workdir / "client"),
                                namespace=machines.bridge_namespace)

@@ -1,10 +1,11 @@
 """A real S3-compatible server on a real cluster's network, for the backup scripts.
 
-`ObjectStore(cluster)` runs the Versity S3 Gateway (scripts/build-s3-server builds it from Go
-modules) in a network namespace of its own on the cluster's bridge, over a directory of the
-cluster's work directory, with fresh credentials: the members reach it at `endpoint` as they
-would reach DigitalOcean Spaces. `stop()` and `start()` make an outage; `close()` ends it.
-`rclone_env` is how a test reads and writes the bucket itself (the rclone the members use).
+`S3Server` runs the Versity S3 Gateway (scripts/build-s3-server builds it from Go modules) over
+a directory, at an address inside a network namespace, with fresh credentials: the members
+reach it at `endpoint` as they would reach DigitalOcean Spaces. `stop()` and `start()` make an
+outage; `close()` ends it. `ObjectStore(cluster)` is one in a namespace of its own on a real
+cluster's bridge. `rclone_env` is how a test reads and writes the bucket itself (the rclone the
+members use).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import secrets
 import shutil
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from realcluster import cleanup
@@ -43,6 +44,11 @@ def s3_server_binary() -> Path:
     return Path(done.stdout.strip())
 
 
+def new_credentials() -> tuple[str, str]:
+    """An access key ID and secret access key for a new server."""
+    return f"test{secrets.token_hex(6)}", secrets.token_urlsafe(24)
+
+
 def rclone_binary() -> str:
     found = shutil.which("rclone")
     if found is None:
@@ -51,30 +57,30 @@ def rclone_binary() -> str:
     return found
 
 
-class ObjectStore:
-    def __init__(self, cluster: Cluster, bucket: str = "etcd-backups") -> None:
-        self.cluster = cluster
+class S3Server:
+    """The Versity S3 Gateway over `root`, listening at `address`:PORT inside a network namespace
+    (`wrap` puts a command there), with fresh credentials and one bucket."""
+
+    def __init__(self, root: Path, address: str, wrap: Callable[[list[str]], list[str]],
+                 log: Path, bucket: str = "etcd-backups",
+                 credentials: tuple[str, str] | None = None) -> None:
         self.binary = s3_server_binary()
         self.bucket = bucket
-        self.access_key_id = f"test{secrets.token_hex(6)}"
-        self.secret_access_key = secrets.token_urlsafe(24)
-        self.root = cluster.work / "objects"
-        (self.root / bucket).mkdir(parents=True)
-        used = {member.host.address for member in cluster.members.values()}
-        used |= {cluster.client.address, cluster.monitor.address}
-        subnet = ipaddress.IPv4Network(f"{cluster.client.address}/24", strict=False)
-        address = next(str(host) for host in reversed(list(subnet.hosts())) if str(host) not in used)
-        self.host = cluster.network.add_host("objects", address)
+        self.access_key_id, self.secret_access_key = credentials or new_credentials()
+        self.root = root
+        (self.root / bucket).mkdir(parents=True, exist_ok=True)
+        self.address = address
+        self.wrap = wrap
         self.endpoint = f"http://{address}:{PORT}"
-        self.log = cluster.work / "objects.log"
+        self.log = log
         self._process: subprocess.Popen[bytes] | None = None
         self._token = cleanup.register("the S3 server", self.stop)
         self.start()
 
     def start(self) -> None:
         """The server, answering, over the same directory (its objects survive a stop)."""
-        argv = self.host.argv([str(self.binary), "--port", f"{self.host.address}:{PORT}",
-                               "--region", REGION, "posix", str(self.root)])
+        argv = self.wrap([str(self.binary), "--port", f"{self.address}:{PORT}",
+                          "--region", REGION, "posix", str(self.root)])
         env = {"PATH": "/usr/bin:/bin", "ROOT_ACCESS_KEY_ID": self.access_key_id,
                "ROOT_SECRET_ACCESS_KEY": self.secret_access_key}
         with self.log.open("ab") as log:
@@ -91,9 +97,9 @@ class ObjectStore:
 
     def _answers(self) -> bool:
         # Any HTTP answer (403 without credentials) means it listens.
-        probe = self.cluster.in_client(["curl", "--silent", "--output", "/dev/null",
-                                        "--write-out", "%{http_code}", "--max-time", "2",
-                                        f"{self.endpoint}/"], timeout=10)
+        probe = run(self.wrap(["curl", "--silent", "--output", "/dev/null", "--write-out",
+                               "%{http_code}", "--max-time", "2", f"{self.endpoint}/"]),
+                    {"PATH": "/usr/bin:/bin"}, 10)
         return probe.stdout.strip() not in ("", "000")
 
     def stop(self) -> None:
@@ -128,18 +134,33 @@ class ObjectStore:
             "ETCD_BACKUP_KEEP_DAYS": str(keep_days),
         }
 
+
+class ObjectStore(S3Server):
+    """An S3 server in a namespace of its own on a real cluster's bridge."""
+
+    def __init__(self, cluster: Cluster, bucket: str = "etcd-backups") -> None:
+        self.cluster = cluster
+        used = {member.host.address for member in cluster.members.values()}
+        used |= {cluster.client.address, cluster.monitor.address}
+        subnet = ipaddress.IPv4Network(f"{cluster.client.address}/24", strict=False)
+        address = next(str(host) for host in reversed(list(subnet.hosts())) if str(host) not in used)
+        self.host = cluster.network.add_host("objects", address)
+        super().__init__(cluster.work / "objects", address, self.host.argv,
+                         cluster.work / "objects.log", bucket)
+
     def rclone(self, prefix: str, encryption_key: str, *args: str, timeout: float = 120) -> Result:
         """rclone in the client namespace with `sealed:` the crypt remote over `prefix`."""
         return run(self.cluster.client.argv([rclone_binary(), *args]),
-                   rclone_env(self, prefix, encryption_key), timeout)
+                   rclone_env(self, prefix, encryption_key, self.cluster.home), timeout)
 
 
-def rclone_env(store: ObjectStore, prefix: str, encryption_key: str) -> Mapping[str, str]:
+def rclone_env(store: S3Server, prefix: str, encryption_key: str,
+               home: Path | None = None) -> Mapping[str, str]:
     obscured = subprocess.run([rclone_binary(), "obscure", "-"], input=encryption_key + "\n",
                               capture_output=True, text=True, check=True, timeout=30).stdout.strip()
     return {
         "PATH": "/usr/bin:/bin",
-        "HOME": str(store.cluster.home),
+        "HOME": str(home or store.root.parent),
         "RCLONE_CONFIG": "/dev/null",
         "RCLONE_CONFIG_STORE_TYPE": "s3",
         "RCLONE_CONFIG_STORE_PROVIDER": "Other",
