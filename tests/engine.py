@@ -268,6 +268,23 @@ class LocalEngineStack:
         return self.project.pulumi(*args, "--stack", self.stack, check=check, timeout=timeout,
                                    wrapper=self.wrapper)
 
+    @property
+    def gateway(self) -> str:
+        """The bridge's address, where the members reach the test's servers."""
+        return str(QEMU_SUBNET.network_address + 1)
+
+    def sibling(self, stack: str, **settings: Any) -> LocalEngineStack:
+        """Another stack of the same project on the same bridge, with this stack's plain
+        settings and `settings` on top (None removes one). Secrets are the stack's own: set
+        them with `pulumi config set --secret` (a stack's encrypted values open with its own
+        salt only)."""
+        own = yaml.safe_load((self.project.directory / f"Pulumi.{self.stack}.yaml").read_text())
+        plain = {key.removeprefix(f"{PROJECT}:"): value
+                 for key, value in own["config"].items() if not isinstance(value, dict)}
+        self.project.init_stack(stack, {**plain, **settings})
+        return LocalEngineStack(project=self.project, stack=stack, wrapper=self.wrapper,
+                                namespace=self.namespace, vms=self.vms)
+
 
 @contextlib.contextmanager
 def local_engine_stack(toolchain: Path, image: Path, release: tuple[Path, str], directory: Path,
@@ -337,6 +354,14 @@ def image_for_other_users(image: Path, directory: Path) -> Path:
             shutil.copy2(path, target / path.name)
     target.chmod(0o755)
     return target
+
+
+def planned_updates(local: LocalEngineStack) -> list[str]:
+    """The names of the resources a `pulumi preview` would update, in the plan's order (the
+    human-readable diff shortens long lines, so the plan is read as JSON)."""
+    preview = local.pulumi("preview", "--json")
+    steps = json.loads(preview.stdout).get("steps", [])
+    return [step["urn"].rsplit("::", 1)[1] for step in steps if step["op"] == "update"]
 
 
 @dataclass

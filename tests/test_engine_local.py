@@ -38,6 +38,7 @@ from engine import (
     continuous_writer,
     local_engine_stack,
     offline_local_config,
+    planned_updates,
     scratch_dir,
     toolchain_or_skip,
 )
@@ -189,14 +190,6 @@ def check_certificate_renewal(local: Any, outputs: dict[str, Any], files: Path) 
     check_rollout_lost_nothing(client, "/renewal/", written)
     again = local.pulumi("preview", "--expect-no-changes", check=False)
     assert again.returncode == 0, again.stdout + again.stderr
-
-
-def planned_updates(local: Any) -> list[str]:
-    """The names of the resources a `pulumi preview` would update, in the plan's order (the
-    human-readable diff shortens long lines, so the plan is read as JSON)."""
-    preview = local.pulumi("preview", "--json")
-    steps = json.loads(preview.stdout).get("steps", [])
-    return [step["urn"].rsplit("::", 1)[1] for step in steps if step["op"] == "update"]
 
 
 def start_times(client: OutputsClient, outputs: dict[str, Any]) -> dict[str, float]:
