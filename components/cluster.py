@@ -76,6 +76,10 @@ class EtcdCluster(pulumi.ComponentResource):
     # The member files' archive (cloudinit/member_files.py); secret with backups (it carries
     # their credentials).
     member_files: pulumi.Output[str]
+    # The snapshot this update restores the new cluster from; None: none.
+    restoring: backup.RestoreSpec | None
+    # What the cluster was created from (`restoreFrom` when it was), for the record.
+    restored_from: str | None
     machines: dict[str, MemberMachine]
     # DigitalOcean: the VPC the members are in; None on the local backends.
     vpc_id: pulumi.Output[str] | None
@@ -96,9 +100,7 @@ class EtcdCluster(pulumi.ComponentResource):
             shared_clients=args.shared_clients, keep_unprefixed_names=keep,
             deploy_key=spec.rollout.enabled, protect_cas=spec.protect_members,
         ), opts=names.opts("pki"))
-        self._restored_from_recorded = (args.restored_from if self.membership.running
-                                        else None)
-        self.restoring = self._restoring(args.restored_from)
+        self.restoring, self.restored_from = self._restore(args.restored_from)
         self.member_files = self._member_files(names)
         self.user_data = {
             member.name: self._user_data(member) for member in self.topology.members
@@ -132,14 +134,15 @@ class EtcdCluster(pulumi.ComponentResource):
         if self.restoring is not None and self.restoring.bump_skipped is not None:
             pulumi.log.warn(f"etcd cluster {spec.name}: {self.restoring.bump_skipped}", self)
 
-    def _restoring(self, recorded: str | None) -> backup.RestoreSpec | None:
-        """The restore this update makes: only a new cluster starts from a snapshot."""
+    def _restore(self, recorded: str | None) -> tuple[backup.RestoreSpec | None, str | None]:
+        """The restore this update makes (only a new cluster starts from a snapshot), and what
+        the cluster was created from: this restore, or a running cluster's record."""
         restore = self.spec.restore
-        if restore is None or not self.membership.running:
-            return restore
-        if restore.text != recorded:
+        if not self.membership.running:
+            return restore, restore.text if restore is not None else None
+        if restore is not None and restore.text != recorded:
             pulumi.log.warn(backup.running_cluster_warning(self.spec.name, restore.text), self)
-        return None
+        return None, recorded
 
     def _member_files(self, names: ChildNames) -> pulumi.Output[str]:
         """The archive every member's files come from: at first boot and by the files step."""
@@ -379,17 +382,17 @@ class EtcdCluster(pulumi.ComponentResource):
             # changed output, and reaches new (or replaced) members only.
             "new_members_only": first_boot_only(spec.install_packages, spec.backup is not None),
             # What the files step installs on every member (path -> SHA-256): a change here
-            # shows at preview as a changed output.
+            # shows at preview as a changed output. The backup settings show as `secret`, so
+            # a stand-in takes the place of their content.
             "member_files": member_files.manifest(member_files.member_files(
                 member_files.SECRET if spec.backup else None,
                 spec.backup.schedule if spec.backup else None,
                 spec.maintenance.defrag_schedule)),
             # Where the snapshots go: what another stack's restoreFrom takes.
-            "backup_location": (spec.backup.location(spec.name).url if spec.backup else None),
+            "backup_location": spec.backup.location(spec.name).url if spec.backup else None,
             "backup_schedule": spec.backup.schedule if spec.backup else None,
             # What the cluster was created from (restoreFrom when it was created), kept after.
-            backup.RESTORED_OUTPUT: (self.restoring.text if self.restoring is not None
-                              else self._restored_from_recorded),
+            backup.RESTORED_OUTPUT: self.restored_from,
         }
 
 
