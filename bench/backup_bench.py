@@ -48,8 +48,6 @@ VALUE_BYTES = 1024
 TXN_OPS = 128
 WRITERS = 4
 BUMP = 1_000_000_000
-SCRIPTS = ROOT / "cloudinit" / "scripts"
-BACKUP, RESTORE = SCRIPTS / "etcd-backup", SCRIPTS / "etcd-restore"
 UPLOADED = re.compile(r"uploaded (\S+) \((\d+) bytes, (\d+) keys, revision (\d+)\)")
 
 
@@ -59,8 +57,8 @@ class BenchFailure(RuntimeError):
 
 def measure(line: str, keys: int) -> dict[str, Any]:
     from program import run_program
+    from realcluster.backups import RESTORE, metrics, restore_env, run_backup
     from realcluster.harness import Cluster, Result, artifacts_of, program_config
-    from realcluster.member import EtcdMember
     from realcluster.objectstore import ObjectStore
     from realcluster.rollout import MemberScripts
     from realcluster.tools import etcd_release
@@ -69,13 +67,6 @@ def measure(line: str, keys: int) -> dict[str, Any]:
         if not result.ok:
             raise BenchFailure(f"{what} failed:\n{result}")
         return result
-
-    def remapped_unit(member: EtcdMember) -> Path:
-        """The member's unit with its paths in the member's root (the scripts read its flags)."""
-        unit = member.path("/root/etcd.service")
-        unit.parent.mkdir(mode=0o700, exist_ok=True)
-        unit.write_text(member.remapped_unit_text())
-        return unit
 
     def tool_has(tool: Path, flag: str, *command: str) -> bool:
         shown = subprocess.run([str(tool), *command, "--help"], capture_output=True, text=True,
@@ -131,27 +122,8 @@ def measure(line: str, keys: int) -> dict[str, Any]:
         raise BenchFailure("the members agree on no leader within 60 s")
 
     def backup_run(name: str, *args: str) -> Result:
-        """etcd-backup on `name` as tests/test_backup_scripts.py's Backups.run runs it."""
-        member = cluster.members[name]
-        env_file = member.path("/etc/etcd/backup.env")
-        settings = store.settings(BUCKET_PREFIX, encryption_key)
-        env_file.write_text("".join(f"{setting}={value}\n" for setting, value in settings.items()))
-        env_file.chmod(0o600)
-        return scripts[name].run(BACKUP, *args, timeout=1200, env={
-            "ETCD_BACKUP_ENV_FILE": str(env_file),
-            "ETCD_UNIT_FILE": str(remapped_unit(member)),
-            "ETCD_BACKUP_WORK_DIR": str(member.path("/var/lib/etcd/backup")),
-            "ETCD_BACKUP_STATE_DIR": str(member.path("/var/lib/etcd-backup")),
-        })
-
-    def metrics(name: str) -> dict[str, float]:
-        path = cluster.members[name].path("/var/lib/etcd-backup") / "etcd-backup.prom"
-        found = {}
-        for text in path.read_text().splitlines() if path.exists() else []:
-            if text and not text.startswith("#"):
-                series, value = text.rsplit(" ", 1)
-                found[series.split("{", 1)[0]] = float(value)
-        return found
+        return run_backup(scripts[name], store, BUCKET_PREFIX, encryption_key, *args,
+                          timeout=1200)
 
     cluster = Cluster(artifacts_of(run_program(program_config(line, 3))), etcd_release(line))
     figures: dict[str, Any] = {"version": cluster.release.version}
@@ -189,7 +161,7 @@ def measure(line: str, keys: int) -> dict[str, Any]:
         name, size, snapshot_keys, revision = uploaded.groups()
         figures["backup taken on"] = taker
         figures["backup s"] = backup.seconds
-        figures["backup s (its metric, whole s)"] = metrics(taker).get(
+        figures["backup s (its metric, whole s)"] = metrics(cluster.members[taker]).get(
             "etcd_backup_last_duration_seconds", "missing")
         figures["snapshot bytes"] = int(size)
         figures["sealed object bytes"] = len(store.objects(BUCKET_PREFIX).get(f"{name}.bin", b""))
@@ -212,8 +184,7 @@ def measure(line: str, keys: int) -> dict[str, Any]:
                          f"etcd-backup --fetch on {member_name}")
             restored = ok(scripts[member_name].run(
                 RESTORE, "--snapshot", str(output), *bump, timeout=1200, env={
-                    "ETCD_UNIT_FILE": str(remapped_unit(member)),
-                    "ETCD_INITIAL_CLUSTER_FILE": str(member.path("/etc/etcd/initial-cluster.env")),
+                    **restore_env(member),
                     "ETCD_OWNER": f"{member.run_as.uid}:{member.run_as.gid}",
                 }), f"etcd-restore on {member_name}")
             fetches.append(fetched.seconds)

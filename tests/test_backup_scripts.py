@@ -31,8 +31,9 @@ from pathlib import Path
 
 import pytest
 from program import ProgramRun
+from realcluster.backups import BACKUP, RESTORE, metrics, run_backup, state_dir
+from realcluster.backups import restore_env as member_restore_env
 from realcluster.harness import Cluster, Result
-from realcluster.member import EtcdMember
 from realcluster.objectstore import ObjectStore, rclone_binary
 from realcluster.pytest_support import new_cluster, report
 from realcluster.rollout import MemberScripts
@@ -40,8 +41,6 @@ from realcluster.tools import Unavailable
 
 pytestmark = pytest.mark.real
 
-REPO = Path(__file__).resolve().parents[1]
-BACKUP = REPO / "cloudinit" / "scripts" / "etcd-backup"
 PREFIX = "stack/backups"
 # A snapshot's name as etcd-backup makes it: <UTC time>-<member>-r<revision>.db
 NAME_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -57,29 +56,14 @@ class Backups:
     def run(self, name: str, *args: str, key: str | None = None, keep_count: int = 168,
             keep_days: int = 7, prefix: str = PREFIX) -> Result:
         """etcd-backup on member `name` with its backup.env for the store."""
-        member = self.cluster.members[name]
-        env_file = member.path("/etc/etcd/backup.env")
-        settings = self.store.settings(prefix, key or self.key, keep_count, keep_days)
-        env_file.write_text("".join(f"{setting}={value}\n" for setting, value in settings.items()))
-        env_file.chmod(0o600)
-        return self.scripts[name].run(BACKUP, *args, timeout=300, env={
-            "ETCD_BACKUP_ENV_FILE": str(env_file),
-            "ETCD_UNIT_FILE": str(remapped_unit(member)),
-            "ETCD_BACKUP_WORK_DIR": str(member.path("/var/lib/etcd/backup")),
-            "ETCD_BACKUP_STATE_DIR": str(self.state_dir(name)),
-        })
+        return run_backup(self.scripts[name], self.store, prefix, key or self.key, *args,
+                          keep_count=keep_count, keep_days=keep_days)
 
     def state_dir(self, name: str) -> Path:
-        return self.cluster.members[name].path("/var/lib/etcd-backup")
+        return state_dir(self.cluster.members[name])
 
     def metrics(self, name: str) -> dict[str, float]:
-        path = self.state_dir(name) / "etcd-backup.prom"
-        found = {}
-        for line in path.read_text().splitlines() if path.exists() else []:
-            if line and not line.startswith("#"):
-                series, value = line.rsplit(" ", 1)
-                found[series.split("{", 1)[0]] = float(value)
-        return found
+        return metrics(self.cluster.members[name])
 
     def leader(self) -> str:
         leader = self.cluster.leader()
@@ -88,14 +72,6 @@ class Backups:
 
     def sealed(self, *args: str, key: str | None = None, prefix: str = PREFIX) -> Result:
         return self.store.rclone(prefix, key or self.key, *args)
-
-
-def remapped_unit(member: EtcdMember) -> Path:
-    """The member's unit with its paths in the member's root (the scripts read flags from it)."""
-    unit = member.path("/root/etcd.service")
-    unit.parent.mkdir(mode=0o700, exist_ok=True)
-    unit.write_text(member.remapped_unit_text())
-    return unit
 
 
 @pytest.fixture(scope="module", params=["3.4", "3.6"], ids=lambda line: f"etcd{line}")
@@ -246,15 +222,9 @@ def test_without_its_settings_the_script_refuses_naming_the_file(backups: Backup
 # --- restore: etcd-backup --fetch, then etcd-restore on every member --------------------------
 # These run last: the restore replaces the cluster's data (its names stay).
 
-RESTORE = REPO / "cloudinit" / "scripts" / "etcd-restore"
-
 
 def restore_env(backups: Backups, name: str) -> dict[str, str]:
-    member = backups.cluster.members[name]
-    return {
-        "ETCD_UNIT_FILE": str(remapped_unit(member)),
-        "ETCD_INITIAL_CLUSTER_FILE": str(member.path("/etc/etcd/initial-cluster.env")),
-    }
+    return member_restore_env(backups.cluster.members[name])
 
 
 def fetch(backups: Backups, name: str, which: str, *args: str,
