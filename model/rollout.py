@@ -132,7 +132,8 @@ def leave_step(name: str, peer_url: str) -> str:
 
 def not_configured_warning(cluster: str) -> str:
     return (f"{cluster}: running members cannot be changed by `pulumi up` (rolloutVia = none): "
-            "renewed certificates, new etcd releases and new flags reach new members only, and "
+            "renewed certificates, new etcd releases, new flags and new backup settings or "
+            "schedules reach new members only, and "
             "members' certificates expire on their date. Set `pulumi config set rolloutVia "
             "private` (the runner reaches the members' private addresses, e.g. from inside the "
             "VPC or through rolloutBastionHost) or `public` (adminCidrs must admit the runner).")

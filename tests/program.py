@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pulumi
+import yaml
 from cryptography import x509
 from google.protobuf import json_format  # type: ignore[import-untyped]
 from pulumi.runtime import mocks as pulumi_mocks
@@ -334,20 +335,37 @@ def secret_config_keys(config: Mapping[str, Any] | None) -> list[str]:
 
 
 def config_value(value: Any) -> str:
-    """What the Pulumi CLI hands the program: strings, structured values as JSON."""
+    """What the Pulumi CLI hands the program: strings (true/false, numbers as written),
+    structured values as JSON."""
     if isinstance(value, str):
+        return str(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
         return str(value)
     return json.dumps(value)
 
 
+def project_defaults() -> dict[str, Any]:
+    """What the engine adds to every stack's configuration: each setting's default from
+    Pulumi.yaml, for the settings the stack does not set (pkg/workspace/config.go)."""
+    declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
+    return {key: entry["default"] for key, entry in declared.items() if "default" in entry}
+
+
 def stack_config(config: Mapping[str, Any] | None, base: bool = True) -> dict[str, str]:
-    """`etcd-cluster:*` config; keys may be bare (`memberCount`) or namespaced. None removes."""
-    merged: dict[str, Any] = {}
+    """`etcd-cluster:*` config as the program receives it: Pulumi.yaml's defaults, then the
+    base configuration, then `config`; keys may be bare (`memberCount`) or namespaced. None
+    removes (the default stays: the engine always adds it)."""
+    merged: dict[str, Any] = {f"{PROJECT}:{key}": value for key, value in project_defaults().items()}
+    defaults = dict(merged)
     for source in ((BASE_CONFIG if base else {}), config or {}):
         for key, value in source.items():
             full = key if ":" in key else f"{PROJECT}:{key}"
             if value is None:
                 merged.pop(full, None)
+                if full in defaults:
+                    merged[full] = defaults[full]
             else:
                 merged[full] = value
     return {key: config_value(value) for key, value in merged.items()}

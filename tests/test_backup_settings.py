@@ -10,10 +10,11 @@ import secrets
 from typing import Any
 
 import pytest
+from program import config_value
 
 from model.backup import DEFAULT_BUMP_REVISION, S3Location, parse_restore_from
 from model.cluster_spec import events_cluster, main_cluster
-from model.settings import Settings, SettingsError, load_settings
+from model.settings import SPECS, Settings, SettingsError, load_settings
 
 REQUIRED = {"dnsZone": "example.com", "cloudflareZoneId": "0123456789abcdef0123456789abcdef"}
 KEY = secrets.token_urlsafe(48)
@@ -238,3 +239,15 @@ def test_a_release_that_cannot_bump_the_revision_restores_as_it_was_with_a_warni
 def test_releases_from_3_4_27_and_3_5_10_bump_the_revision(version: str) -> None:
     restore = load(restoreFrom="latest", etcdVersion=version, etcdSha256="a" * 64).restore
     assert restore is not None and restore.bump_revision == DEFAULT_BUMP_REVISION
+
+
+def test_the_defaults_the_engine_hands_the_program_are_not_settings_of_ones_own() -> None:
+    # `pulumi up` adds Pulumi.yaml's default of every setting the stack leaves out, as text.
+    as_the_engine_sends = {spec.key: config_value("" if spec.default is None else spec.default)
+                           for spec in SPECS}
+    settings = load_settings({**as_the_engine_sends, **REQUIRED}, "prod")
+    assert settings.backup is None and settings.restore is None
+    restore = load_settings({**as_the_engine_sends, **REQUIRED, **BACKUPS, "restoreFrom": "latest",
+                             "etcdVersion": "3.5.1", "etcdSha256": "a" * 64}, "prod", SECRETS).restore
+    # restoreBumpRevision at its default: skipped with a warning on a release that cannot.
+    assert restore is not None and restore.bump_revision == 0 and restore.bump_skipped

@@ -64,8 +64,12 @@ class Reader:
         self.problems.append(f"{setting_name(key)} = {shown}: {message}")
 
     def is_set(self, key: str) -> bool:
-        """Did the stack set `key` (to something other than empty)?"""
-        return self.raw.get(key) not in (None, "")
+        """Did the stack set the scalar setting `key` to something other than its default? The
+        engine hands the program Pulumi.yaml's default of every setting the stack leaves out
+        (as the CLI writes it: `72`, `false`), so a value that reads as the default counts as
+        not set."""
+        raw = self.raw.get(key)
+        return raw not in (None, "") and _as_written(raw) != _as_written(SPEC_BY_KEY[key].default)
 
     def value(self, key: str) -> Any:
         spec = SPEC_BY_KEY[key]
@@ -120,6 +124,13 @@ class Reader:
             self.problem(key, value, "must be a list of strings.")
             return []
         return [item.strip() for item in value]
+
+
+def _as_written(value: Any) -> str:
+    """A scalar as the CLI writes it into a stack's configuration."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value).strip()
 
 
 def check_dns_label(c: Reader, key: str, value: str, what: str) -> None:
