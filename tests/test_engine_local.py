@@ -13,7 +13,8 @@
   planned as the members' configuration steps alone, each member restarted once, in member
   order), and a downgrade is refused with the script's message; `pulumi destroy` leaves no VM,
   disk, seed, probe cache, directory or process. (This is the whole-machine check of the QEMU
-  backend's create and delete scripts too, as the engine runs them.) The stack founds its
+  backend's create and delete scripts too, as the engine runs them: each VM's directory, seed
+  and user-data are its owner's alone.) The stack founds its
   cluster on 3.5.33 so that one rollout covers the minor upgrade: each rollout of 3 TCG VMs
   costs minutes of CI, and the patch upgrade and the flag change alone are run on real etcd by
   tests/test_reconfigure_script.py.
@@ -133,6 +134,7 @@ def test_the_local_stack_comes_up_healthy_plans_no_changes_feeds_a_consumer_and_
         assert "created" in up.stdout, up.stdout
         outputs = local.project.outputs(STACK)
         check_healthy_through_outputs(outputs, local.namespace, directory / "client")
+        check_vm_files_private(local.vms)
 
         # Nothing this program does may plan a change on a stack that is up to date.
         again = local.pulumi("preview", "--expect-no-changes", check=False)
@@ -157,6 +159,17 @@ def test_the_local_stack_comes_up_healthy_plans_no_changes_feeds_a_consumer_and_
         # directory: nothing of the VMs is left.
         assert not local.vms.exists(), sorted(local.vms.iterdir())
         assert not _qemu_processes_under(directory), "a QEMU process outlived destroy"
+
+
+def check_vm_files_private(vms: Path) -> None:
+    """Each VM's directory is its owner's alone, and so are its seed and user-data (they carry
+    the member's private keys)."""
+    states = sorted(path for path in vms.iterdir() if path.is_dir())
+    assert len(states) == 3, states
+    for state in states:
+        assert state.stat().st_mode & 0o777 == 0o700, state
+        for private in (state / "seed", state / "seed" / "user-data"):
+            assert private.stat().st_mode & 0o077 == 0, private
 
 
 def served_serials(client: OutputsClient, outputs: dict[str, Any]) -> dict[str, str]:
