@@ -76,6 +76,23 @@ def etcd_release(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     return directory, sha256
 
 
+# --- two at a time -------------------------------------------------------------------------
+# scripts/test runs the tests in two processes (pytest-xdist, `--dist loadgroup`). The tests
+# that boot QEMU VMs under the real engine are one group, run one after another by one process
+# and first (they are the longest, and their VMs take every core they can); every other module
+# is a group of its own (its module-scoped clusters are started once), run by the other process
+# meanwhile: most of those wait on etcd, not on the cores.
+VM_MODULES = ("test_engine_clusters.py", "test_engine_local.py")
+VM_GROUP = "qemu-vms"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        group = VM_GROUP if item.path.name in VM_MODULES else item.path.name
+        item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: item.path.name not in VM_MODULES)
+
+
 # --- under CI a skip is a failure -----------------------------------------------------------
 # Outside CI a test that cannot run here (no root, a tool not installed) skips with a reason. CI
 # installs everything (.ci/run), so there a skip means a check did not run: the run fails, with

@@ -1,15 +1,16 @@
 """The local base image (machines/build-local-image) for tests that boot real members.
 
 `ETCD_LOCAL_IMAGE_DIR`, when set and complete (it has `build-info`, written last by the
-builder), is used as is; otherwise the image is built once per test session into a pytest
-temporary directory (about a minute; needs root, mmdebstrap and a Debian mirror, chosen as the
-builder chooses it). A missing tool is reported as `Unavailable` with a reason naming it; tests
-turn that into a skip, never a pass (and under CI a skip fails the run). A mirror that cannot be
-reached is an error, `MirrorUnreachable`.
+builder), is used as is; otherwise the image is built once per test session (once for all its
+processes, under pytest-xdist) into a pytest temporary directory (about a minute; needs root,
+mmdebstrap and a Debian mirror, chosen as the builder chooses it). A missing tool is reported
+as `Unavailable` with a reason naming it; tests turn that into a skip, never a pass (and under
+CI a skip fails the run). A mirror that cannot be reached is an error, `MirrorUnreachable`.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -117,6 +118,7 @@ def image_dir(build_root: Path) -> Path:
         raise Unavailable(f"no local image{where} and cannot build one: {reason}")
     check_mirror()
     target = build_root / "etcd-local-image"
+    build_root.mkdir(parents=True, exist_ok=True)
     if complete(target):
         return target
     started = time.monotonic()
@@ -130,14 +132,26 @@ def image_dir(build_root: Path) -> Path:
 _session_image: dict[str, Path | str] = {}
 
 
+def shared_temp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory every process of the session shares: the session's own temporary
+    directory, or, when pytest-xdist runs the tests in several processes, the one their
+    directories are in."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 def image_or_skip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """For a session-scoped fixture: the image directory, built at most once per session;
-    skips (with the reason) when there is none and it cannot be built."""
+    """For a session-scoped fixture: the image directory, built at most once per session (by
+    the first process of the session that needs it, while the others wait for it); skips (with
+    the reason) when there is none and it cannot be built."""
     if "found" not in _session_image:
-        try:
-            _session_image["found"] = image_dir(tmp_path_factory.mktemp("local-image"))
-        except Unavailable as missing:
-            _session_image["found"] = str(missing)
+        shared = shared_temp(tmp_path_factory)
+        with (shared / "local-image.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                _session_image["found"] = image_dir(shared / "local-image")
+            except Unavailable as missing:
+                _session_image["found"] = str(missing)
     found = _session_image["found"]
     if isinstance(found, str):
         pytest.skip(found)
