@@ -43,7 +43,7 @@ from engine import (
     toolchain_or_skip,
 )
 from guests.qemu import missing_for_real_vm
-from realcluster.objectstore import S3Server, rclone_binary
+from realcluster.objectstore import S3Server, rclone_binary, s3_server_binary
 from realcluster.tools import Unavailable as ToolUnavailable
 
 pytestmark = pytest.mark.real
@@ -167,6 +167,12 @@ def test_the_local_stack_with_an_events_cluster_brings_both_up_healthy_and_apart
         pytest.skip(missing)
     if not BRIDGE_HELPER.exists():
         pytest.skip(f"{BRIDGE_HELPER} is missing: install the Debian package qemu-system-x86")
+    try:
+        # The backups at the end: checked before any VM boots.
+        rclone_binary()
+        s3_server_binary()
+    except ToolUnavailable as missing:
+        pytest.skip(str(missing))
     # One member each: two clusters of their own under software emulation on 2 cores.
     with scratch_dir("engine-events-") as directory, local_engine_stack(
             toolchain, local_image, etcd_release, directory, STACK, members=1,
@@ -314,13 +320,9 @@ def check_shrink_refused(local: Any) -> None:
 def start_object_store(local: Any, directory: Path) -> tuple[S3Server, str]:
     """The Versity S3 Gateway on the members' bridge, over a directory of the test's; and a
     backup encryption key."""
-    try:
-        rclone_binary()
-        store = S3Server(directory / "objects", local.gateway,
-                         lambda argv: ["ip", "netns", "exec", local.namespace, *argv],
-                         directory / "objects.log")
-    except ToolUnavailable as missing:
-        pytest.fail(f"the backup part of this test cannot run: {missing}")
+    store = S3Server(directory / "objects", local.gateway,
+                     lambda argv: ["ip", "netns", "exec", local.namespace, *argv],
+                     directory / "objects.log")
     return store, secrets.token_urlsafe(48)
 
 
