@@ -120,6 +120,11 @@ def test_a_nospace_alarm_is_cleared_by_one_command_and_writes_work_again(
     assert "database space exceeded" in refused.output, refused
     alarms = ok(cluster.etcdctl("alarm", "list"), "alarm list")
     assert "NOSPACE" in alarms.stdout, alarms
+    # The scheduled run reports it: its unit fails, naming the alarm and the recovery.
+    reported = defrag.run(defrag.leader())
+    assert reported.returncode == 1, reported
+    assert "alarm raised: " in reported.stderr and "NOSPACE" in reported.stderr, reported
+    assert "recover with etcd-defrag --recover-nospace" in reported.stderr, reported
 
     recovered = ok(defrag.run(defrag.leader(), "--recover-nospace"), "etcd-defrag --recover-nospace")
     shown = recovered.stdout
