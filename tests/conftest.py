@@ -77,20 +77,32 @@ def etcd_release(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 
 # --- two at a time -------------------------------------------------------------------------
-# scripts/test runs the tests in two processes (pytest-xdist, `--dist loadgroup`). The tests
-# that boot QEMU VMs under the real engine are one group, run one after another by one process
-# and first (they are the longest, and their VMs take every core they can); every other module
-# is a group of its own (its module-scoped clusters are started once), run by the other process
-# meanwhile: most of those wait on etcd, not on the cores.
+# scripts/test runs the tests in two processes (pytest-xdist). The tests that boot QEMU VMs
+# under the real engine are one unit of work, run one after another by one process and first
+# (they are the longest, and their VMs take every core they can); every other module is a unit
+# of its own (its module-scoped clusters are started once), run by the other process meanwhile:
+# most of those wait on etcd, not on the cores.
 VM_MODULES = ("test_engine_clusters.py", "test_engine_local.py")
-VM_GROUP = "qemu-vms"
+VM_UNIT = "qemu-vms"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        group = VM_GROUP if item.path.name in VM_MODULES else item.path.name
-        item.add_marker(pytest.mark.xdist_group(group))
     items.sort(key=lambda item: item.path.name not in VM_MODULES)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's scheduling by module, the VM modules one unit, in collection order (the VM unit
+    first). (Its `loadgroup` marks a group by rewriting test IDs, which pytest 9.2's no longer
+    allow.)"""
+    from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]
+
+    class ByModule(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return VM_UNIT if Path(module).name in VM_MODULES else module
+
+    config.option.loadscopereorder = False
+    return ByModule(config, log)
 
 
 # --- under CI a skip is a failure -----------------------------------------------------------
