@@ -80,7 +80,8 @@ def test_each_new_member_joins_on_its_own_machine_lowest_first_before_any_other_
         index = int(name.split("-")[1])
         assert step.inputs["connection"]["host"] == f"192.168.56.{10 + index}"
         assert step.inputs["create"] == (
-            "cloud-init status --wait >/dev/null 2>&1 || :; sudo -n "
+            "[ -e /var/lib/cloud/instance/boot-finished ] || cloud-init status --wait "
+            ">/dev/null 2>&1 || :; sudo -n "
             f"/usr/local/sbin/etcd-member-join --name {name} --peer-url "
             f"https://{name}.local.etcd.internal:2380 --endpoints {endpoints} --timeout "
             f"{rollout.JOIN_TIMEOUT_SECONDS}")
