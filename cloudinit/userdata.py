@@ -215,11 +215,12 @@ def cloud_config(spec: MemberUserData) -> dict[str, Any]:
                                  initial_cluster_environment(spec.founding_members), "0644"))
     if spec.static_hosts:
         write_files.append(_file("/etc/hosts", _hosts(spec.static_hosts), "0644"))
+    wanted = packages(spec.install_packages, spec.backups)
     document: dict[str, Any] = {
         # Install what the scripts need; never upgrade the whole system at boot.
         "package_update": spec.install_packages,
         "package_upgrade": False,
-        **({"packages": packages(True, spec.backups)} if spec.install_packages else {}),
+        **({"packages": wanted} if wanted else {}),
         # With static hosts the file is ours: cloud-init must not rewrite it at the next boot.
         **({"manage_etc_hosts": False} if spec.static_hosts else {}),
         "users": [
