@@ -114,8 +114,10 @@ def test_a_restarted_member_keeps_its_data_and_rejoins(three: Any) -> None:
     got = cluster.run_etcdctl("get", "/registry/e2e/before-restart", "--print-value-only",
                   "--consistency=s", endpoints=[cluster.endpoint("etcd-2")])
     assert got.stdout.strip() == "kept"
-    # A reboot is not a first boot: cloud-init did not run the user-data again.
-    status = machines.exec("etcd-2", ["cloud-init", "status", "--long"], check=True).stdout
+    # A reboot is not a first boot: cloud-init did not run the user-data again. Its per-boot
+    # stages still run after every boot, and etcd can be healthy before they finish (status
+    # "running"): wait for them, as for a first boot, before reading how they ended.
+    status = machines.wait_cloud_init("etcd-2", timeout=300)
     assert cloud_init_problems(status) == [], status
     install_runs = machines.exec("etcd-2", ["grep", "-c", "etcd-install: installed etcd",
                                             "/var/log/cloud-init-output.log"]).stdout.strip()
